@@ -1,0 +1,31 @@
+// A client's local work between two communications: tau minibatch SGD steps.
+#pragma once
+
+#include <armadillo>
+#include <cstdint>
+
+#include "core/dataset.h"
+#include "core/model.h"
+#include "core/rng.h"
+
+namespace fedsim {
+
+struct LocalTrainingSettings {
+  std::size_t local_steps = 1;   // tau
+  std::size_t batch_size = 32;   // 0 = full local data set every step
+  double learning_rate = 0.1;
+  double weight_decay = 0.0;     // L2 penalty added to the gradient
+};
+
+struct LocalTrainingResult {
+  double mean_loss = 0.0;          // mean minibatch loss over the steps
+  std::uint64_t samples_processed = 0;
+};
+
+// Runs `local_steps` SGD steps on data[view], updating params in place.
+// Minibatches are drawn without replacement, reshuffling when the view is
+// exhausted (epoch order from rng). Thread-safe across calls with different params.
+LocalTrainingResult run_local_sgd(const Model& model, const Dataset& data, const IndexView& view,
+                                  const LocalTrainingSettings& settings, arma::fvec& params, Rng& rng);
+
+}  // namespace fedsim

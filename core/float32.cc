@@ -1,0 +1,33 @@
+// The uncompressed baseline: 32 bits per coordinate, little-endian.
+#include <cstring>
+
+#include "core/bit_io.h"
+#include "core/compressor.h"
+
+namespace fedsim {
+namespace {
+
+class Float32 final : public Compressor {
+ public:
+  void encode(std::span<const float> v, Rng&, Bytes& out, std::span<float> reconstructed) override {
+    const std::size_t start = out.size();
+    out.resize(start + v.size() * sizeof(float));
+    std::memcpy(out.data() + start, v.data(), v.size() * sizeof(float));
+    std::copy(v.begin(), v.end(), reconstructed.begin());
+  }
+  void decode(std::span<const std::uint8_t> payload, std::span<float> out) override {
+    if (payload.size() != out.size() * sizeof(float))
+      throw DecodeError("float32 payload has " + std::to_string(payload.size()) + " bytes, expected " +
+                        std::to_string(out.size() * sizeof(float)));
+    std::memcpy(out.data(), payload.data(), payload.size());
+  }
+  bool unbiased() const override { return true; }
+};
+
+FEDSIM_REGISTER_STAGE(
+    "float32", StageKind::kQuantizer,
+    [](const Config&, StageContext&) -> std::unique_ptr<Compressor> { return std::make_unique<Float32>(); },
+    "no compression: 32 bits per coordinate");
+
+}  // namespace
+}  // namespace fedsim

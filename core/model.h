@@ -1,0 +1,60 @@
+// Models as functions of a flat float parameter vector.
+#pragma once
+
+#include <armadillo>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/dataset.h"
+#include "core/registry.h"
+#include "core/rng.h"
+
+namespace fedsim {
+
+// A contiguous block of the parameter vector (one weight matrix or bias);
+// per-layer compressors (TernGrad's scaler, ...) work on these.
+struct Layer {
+  std::string name;
+  std::size_t offset = 0;
+  std::size_t size = 0;
+};
+
+struct Evaluation {
+  double loss = 0.0;      // mean loss over the data set
+  double accuracy = 0.0;  // classification: fraction correct; regression: 0
+};
+
+// Contract: a Model is immutable after construction and every method is const
+// and thread-safe; all mutable state (parameters, gradients) is passed in.
+// The parameter vector layout is fixed by layers(), which tile [0, num_params).
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  virtual std::size_t num_params() const = 0;
+  virtual std::vector<Layer> layers() const = 0;
+  // Fills params with the initial model, drawing from rng.
+  virtual void init(arma::fvec& params, Rng& rng) const = 0;
+  // Mean loss over data[batch] and, into grad (resized to num_params), its gradient.
+  virtual double loss_and_gradient(const arma::fvec& params, const Dataset& data,
+                                   std::span<const std::uint32_t> batch, arma::fvec& grad) const = 0;
+  // Mean loss and accuracy over the whole data set.
+  virtual Evaluation evaluate(const arma::fvec& params, const Dataset& data) const = 0;
+  // Multiply-adds for one sample's forward and backward pass: the operation
+  // count the device profiles turn into simulated time and energy.
+  virtual double macs_per_sample() const = 0;
+};
+
+// Shape of the data a model is built for.
+struct ModelInput {
+  std::size_t dim = 0;
+  std::uint32_t num_classes = 0;  // 0 = regression
+};
+
+using ModelRegistry = Registry<Model, const Config&, const ModelInput&>;
+
+}  // namespace fedsim

@@ -1,0 +1,10 @@
+#include "tools/cli.h"
+
+#include <iostream>
+
+namespace fedsim {
+int cli_main(int, char**) {
+  std::cerr << "not yet\n";
+  return 1;
+}
+}  // namespace fedsim

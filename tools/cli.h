@@ -1,0 +1,7 @@
+// The `fedsim` command line: run, validate, list, bench.
+#pragma once
+
+namespace fedsim {
+// Returns the process exit code: 0 success, 2 bad input, 1 internal error.
+int cli_main(int argc, char** argv);
+}  // namespace fedsim
