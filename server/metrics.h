@@ -1,0 +1,51 @@
+// Per-round metrics and their writers (CSV and JSON lines). Column names are
+// a stable interface: other tools read them. New columns go at the end.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace fedsim {
+
+struct RoundMetrics {
+  std::uint64_t round = 0;
+  double sim_time_s = 0.0;
+  double test_accuracy = NAN;  // NaN on rounds without evaluation
+  double test_loss = NAN;
+  double train_loss = NAN;     // mean local loss of the aggregated clients
+  std::uint64_t bytes_up = 0;    // serialized UpdateUp bytes received this round
+  std::uint64_t bytes_down = 0;  // serialized ModelDown bytes sent this round
+  std::uint64_t clients = 0;     // updates aggregated this round
+  double energy_j = 0.0;
+  double compute_j = 0.0;
+  double tx_j = 0.0;
+  double rx_j = 0.0;
+  double idle_j = 0.0;
+  std::uint64_t dropped_deadline = 0;
+  std::uint64_t dropped_offline = 0;  // sampled, then dropped out mid-round
+  std::uint64_t dropped_battery = 0;  // left the federation this round (battery spent)
+  double round_time_s = 0.0;
+  double uplink_bits_per_coord = 0.0;  // mean payload bits per model coordinate
+  std::vector<double> class_energy_j;  // per client class, appended as energy_j_<class>
+};
+
+class MetricsWriter {
+ public:
+  // Opens DIR/metrics.csv and DIR/metrics.jsonl (creating DIR). `class_names`
+  // name the per-class energy columns.
+  MetricsWriter(const std::string& dir, std::vector<std::string> class_names);
+  void write(const RoundMetrics& m);
+
+  static std::vector<std::string> columns(const std::vector<std::string>& class_names);
+
+ private:
+  std::ofstream csv_;
+  std::ofstream jsonl_;
+  std::vector<std::string> columns_;
+};
+
+}  // namespace fedsim

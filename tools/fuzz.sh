@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan) and runs each for N seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-30}
+CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFEDSIM_FUZZ=ON \
+  -DFEDSIM_TESTS=OFF -DFEDSIM_BENCH=OFF >/dev/null
+targets=$(ls tests/fuzz/*.cc 2>/dev/null | xargs -n1 basename | sed 's/\.cc$//')
+if [ -z "$targets" ]; then echo "fuzz.sh: no fuzz targets" >&2; exit 1; fi
+cmake --build build-fuzz -j"$(nproc)" --target $targets
+for t in $targets; do
+  echo "fuzz: $t for ${seconds}s"
+  mkdir -p build-fuzz/corpus/$t
+  build-fuzz/$t -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=0 build-fuzz/corpus/$t 2>&1 | tail -n 3
+done
+echo "fuzz: all targets ran without a crash"
