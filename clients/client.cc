@@ -1,6 +1,6 @@
 #include "clients/client.h"
 
-#include "core/wire.pb.h"
+#include "wire.pb.h"  // generated from core/wire.proto
 
 namespace fedsim {
 
