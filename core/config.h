@@ -21,6 +21,8 @@ class Config {
  public:
   // `file` is used in messages only; `path` is the dotted key path of `node`.
   Config(YAML::Node node, std::string file, std::string path = "");
+  // An empty map (every key takes its default).
+  Config() : Config(YAML::Node(YAML::NodeType::Map), "<defaults>") {}
 
   // Parses a YAML file. Throws InputError (missing file, bad YAML).
   static Config load_file(const std::string& file);
