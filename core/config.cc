@@ -22,7 +22,42 @@ Config Config::load_file(const std::string& file) {
   return parse_string(text.str(), file);
 }
 
+namespace {
+// yaml-cpp recurses once per nesting level; bound the depth before parsing so
+// that hostile input cannot exhaust the stack.
+void check_nesting(const std::string& text, const std::string& file) {
+  constexpr int kMaxDepth = 64;
+  int depth = 0;
+  int line = 1;
+  int dashes = 0;  // "- - - x" nests one sequence per dash
+  bool line_start = true;
+  for (char c : text) {
+    if (c == '\n') {
+      ++line;
+      dashes = 0;
+      line_start = true;
+      continue;
+    }
+    if (line_start && c == '-') {
+      if (++dashes > kMaxDepth)
+        throw InputError(file + ":" + std::to_string(line) + ": invalid YAML: nested deeper than " +
+                         std::to_string(kMaxDepth) + " levels");
+    } else if (c != ' ' && c != '\t') {
+      line_start = false;
+    }
+    if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth)
+        throw InputError(file + ":" + std::to_string(line) + ": invalid YAML: nested deeper than " +
+                         std::to_string(kMaxDepth) + " levels");
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+}
+}  // namespace
+
 Config Config::parse_string(const std::string& text, const std::string& file) {
+  check_nesting(text, file);
   YAML::Node root;
   try {
     root = YAML::Load(text);
