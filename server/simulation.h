@@ -42,6 +42,19 @@ struct RunSummary {
   std::size_t clients_exhausted = 0;
 };
 
+// One client's round as the network and device models saw it.
+struct ArrivalRecord {
+  std::uint32_t round = 0;
+  std::uint32_t client = 0;
+  double start_s = 0.0;        // model sent
+  double arrive_s = 0.0;       // update received
+  std::uint64_t bytes_down = 0;
+  std::uint64_t bytes_up = 0;
+  double macs = 0.0;
+  bool aggregated = false;     // false: dropped (deadline, over-selection surplus, rejected)
+  RoundCost cost;
+};
+
 class Simulation {
  public:
   // Builds everything the scenario describes (loads data, partitions,
@@ -58,6 +71,9 @@ class Simulation {
   const arma::fvec& model_params() const { return params_; }
   std::size_t num_params() const { return params_.n_elem; }
   const DataSplit& data() const { return data_; }
+  // Every client round of the run (sync policies: per round, by client id;
+  // async: in arrival order).
+  const std::vector<ArrivalRecord>& trace() const { return trace_; }
 
  private:
   struct Impl;
@@ -69,6 +85,7 @@ class Simulation {
   std::unique_ptr<EnergyLedger> ledger_;
   std::vector<SimClient> clients_;
   arma::fvec params_;
+  std::vector<ArrivalRecord> trace_;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -4,7 +4,7 @@
 
 namespace fedsim {
 int cli_main(int, char**) {
-  std::cerr << "not yet\n";
+  std::cerr << "fedsim: being assembled\n";
   return 1;
 }
 }  // namespace fedsim

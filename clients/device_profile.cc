@@ -1,0 +1,224 @@
+#include "clients/device_profile.h"
+
+#include <cassert>
+#include <cmath>
+#include <limits>
+
+#include "core/errors.h"
+
+namespace fedsim {
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::kFp32: return "fp32";
+    case Precision::kInt8: return "int8";
+    case Precision::kInt4: return "int4";
+    case Precision::kInt2: return "int2";
+  }
+  return "?";
+}
+
+std::optional<Precision> parse_precision(std::string_view name) {
+  for (Precision p : kAllPrecisions)
+    if (name == precision_name(p)) return p;
+  return std::nullopt;
+}
+
+int precision_bits(Precision p) {
+  switch (p) {
+    case Precision::kFp32: return 32;
+    case Precision::kInt8: return 8;
+    case Precision::kInt4: return 4;
+    case Precision::kInt2: return 2;
+  }
+  return 0;
+}
+
+Precision get_precision(const Config& config, const std::string& key, Precision fallback) {
+  const std::string s = config.get_choice(key, precision_name(fallback), {"fp32", "int8", "int4", "int2"});
+  return *parse_precision(s);
+}
+
+TableProfile::TableProfile(std::string name, const Table& table, double idle_w)
+    : name_(std::move(name)), table_(table), idle_w_(idle_w) {}
+
+bool TableProfile::supports(Precision p) const { return table_[static_cast<std::size_t>(p)].macs_per_s > 0.0; }
+
+double TableProfile::compute_time_s(double macs, Precision p) const {
+  assert(supports(p) && macs >= 0.0);
+  return macs / table_[static_cast<std::size_t>(p)].macs_per_s;
+}
+
+double TableProfile::compute_energy_j(double macs, Precision p) const {
+  assert(supports(p) && macs >= 0.0);
+  return macs * table_[static_cast<std::size_t>(p)].joules_per_mac;
+}
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+std::string scalar_text(const Config& config, const std::string& key) {
+  const YAML::Node n = config.node()[key];
+  return n.IsScalar() ? "'" + n.Scalar() + "'" : "a mapping or list";
+}
+
+std::string precision_list() {
+  std::string out;
+  for (Precision p : kAllPrecisions) out += (out.empty() ? "" : ", ") + std::string(precision_name(p));
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<TableProfile> TableProfile::from_config(const std::string& name, const Config& config) {
+  Table table{};
+  const Config rates = config.child("macs_per_s");
+  const std::vector<std::string> rate_keys = rates.keys();
+  if (rate_keys.empty())
+    config.fail("macs_per_s", "a mapping precision -> MAC/s with at least one of " + precision_list(),
+                config.has("macs_per_s") ? "an empty mapping" : "nothing");
+  for (const std::string& k : rate_keys) {
+    const auto p = parse_precision(k);
+    if (!p) rates.fail(k, "a precision (" + precision_list() + ")", "'" + k + "'");
+    const double rate = rates.get_double(k, -kInf, kInf);
+    if (!(rate > 0.0) || !std::isfinite(rate)) rates.fail(k, "a finite number > 0 (MAC/s)", scalar_text(rates, k));
+    table[static_cast<std::size_t>(*p)].macs_per_s = rate;
+  }
+  const Config energies = config.child("joules_per_mac");
+  for (const std::string& k : energies.keys()) {
+    const auto p = parse_precision(k);
+    if (!p || table[static_cast<std::size_t>(*p)].macs_per_s == 0.0)
+      energies.fail(k, "a precision listed under macs_per_s", "'" + k + "'");
+  }
+  for (Precision p : kAllPrecisions) {
+    auto& row = table[static_cast<std::size_t>(p)];
+    if (row.macs_per_s == 0.0) continue;
+    row.joules_per_mac = energies.get_double(precision_name(p), 0.0, kInf);
+    if (!std::isfinite(row.joules_per_mac))
+      energies.fail(precision_name(p), "a finite number >= 0 (J/MAC)", scalar_text(energies, precision_name(p)));
+  }
+  const double idle_w = config.get_double("idle_w", 0.0, 0.0, 1e9);
+  return std::make_unique<TableProfile>(name, table, idle_w);
+}
+
+// ---------------------------------------------------------------------------
+// Built-in profiles. Sustained (not peak) rates for training-like dense
+// kernels; joules_per_mac = sustained package/module power / rate. Figures are
+// datasheet-order, sources in /tmp/scratch/devices_table.md (README "Device
+// profiles"). CPUs have no sub-byte multiply: int4/int2 run unpacked to int8,
+// at the int8 rate and energy.
+namespace {
+
+struct Row {
+  Precision precision;
+  double macs_per_s;
+  double power_w;  // sustained power while computing at this precision
+};
+
+std::unique_ptr<DeviceProfile> make_builtin(const std::string& name, std::initializer_list<Row> rows,
+                                            double idle_w) {
+  TableProfile::Table table{};
+  for (const Row& r : rows)
+    table[static_cast<std::size_t>(r.precision)] = PrecisionFigures{r.macs_per_s, r.power_w / r.macs_per_s};
+  return std::make_unique<TableProfile>(name, table, idle_w);
+}
+
+// ZipML (Zhang et al. 2017): FPGA low-precision SGD 6.5x (2-bit) and 7.2x
+// (4-bit) faster than float32 on a 10-thread CPU (Xeon E5-2680 v2 of the Intel
+// HARP platform). server_cpu models that CPU; edge_fpga is scaled from it.
+constexpr double kServerCpuFp32MacsPerS = 1.0e11;  // 10 cores x 2.8 GHz x 8 AVX MAC/cycle = 2.24e11 peak
+constexpr double kZipmlSpeedupInt2 = 6.5;
+constexpr double kZipmlSpeedupInt4 = 7.2;
+
+std::unique_ptr<DeviceProfile> phone_cpu() {
+  // 4 big ARMv8.2 cores with NEON/SDOT, ~3 W sustained.
+  return make_builtin("phone_cpu",
+                      {{Precision::kFp32, 1.5e10, 3.0},
+                       {Precision::kInt8, 3.0e10, 3.0},
+                       {Precision::kInt4, 3.0e10, 3.0},
+                       {Precision::kInt2, 3.0e10, 3.0}},
+                      0.1);
+}
+
+std::unique_ptr<DeviceProfile> phone_gpu() {
+  // Adreno 6xx-class mobile GPU: ~0.7-1 TFLOP/s fp32 peak, ~15% sustained in
+  // training kernels, ~3 W. Float only (the mobile GPU path dequantizes int8).
+  return make_builtin("phone_gpu", {{Precision::kFp32, 6.0e10, 3.0}}, 0.15);
+}
+
+std::unique_ptr<DeviceProfile> edge_gpu() {
+  // Jetson Xavier NX class (384-core Volta GPU, 48 tensor cores; 21 TOPS int8
+  // peak incl. DLAs) in its 15 W mode. Lowest precision in TensorRT: int8.
+  return make_builtin("edge_gpu", {{Precision::kFp32, 2.0e11, 15.0}, {Precision::kInt8, 1.0e12, 15.0}}, 2.0);
+}
+
+std::unique_ptr<DeviceProfile> edge_fpga() {
+  // Stratix V / Zynq UltraScale+ class board, ~25 W. int4 and int2 from the
+  // ZipML ratios over server_cpu fp32 (the 2-bit and 4-bit figures come from
+  // different workloads in the paper, hence int4 slightly faster than int2).
+  // int8: half the int4 rate (bandwidth-bound engine, twice the bits per value).
+  // No float datapath.
+  return make_builtin("edge_fpga",
+                      {{Precision::kInt8, kZipmlSpeedupInt4 * kServerCpuFp32MacsPerS / 2.0, 25.0},
+                       {Precision::kInt4, kZipmlSpeedupInt4 * kServerCpuFp32MacsPerS, 25.0},
+                       {Precision::kInt2, kZipmlSpeedupInt2 * kServerCpuFp32MacsPerS, 25.0}},
+                      5.0);
+}
+
+std::unique_ptr<DeviceProfile> server_cpu() {
+  // 10-core Xeon (115 W TDP), ~100 W sustained. int8: 16-bit SIMD multiply-add, 2x fp32.
+  return make_builtin("server_cpu",
+                      {{Precision::kFp32, kServerCpuFp32MacsPerS, 100.0},
+                       {Precision::kInt8, 2.0 * kServerCpuFp32MacsPerS, 100.0},
+                       {Precision::kInt4, 2.0 * kServerCpuFp32MacsPerS, 100.0},
+                       {Precision::kInt2, 2.0 * kServerCpuFp32MacsPerS, 100.0}},
+                      30.0);
+}
+
+FEDSIM_REGISTER(DeviceProfileRegistry, "phone_cpu", phone_cpu, "phone CPU, 4 big ARM cores (fp32, int8/4/2)");
+FEDSIM_REGISTER(DeviceProfileRegistry, "phone_gpu", phone_gpu, "mobile GPU, Adreno 6xx class (fp32 only)");
+FEDSIM_REGISTER(DeviceProfileRegistry, "edge_gpu", edge_gpu, "Jetson Xavier NX class, 15 W (fp32, int8)");
+FEDSIM_REGISTER(DeviceProfileRegistry, "edge_fpga", edge_fpga, "FPGA low-precision engine, ZipML ratios (int8/4/2)");
+FEDSIM_REGISTER(DeviceProfileRegistry, "server_cpu", server_cpu, "10-core Xeon, ZipML CPU baseline (fp32, int8/4/2)");
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+ProfileCatalog::ProfileCatalog() {
+  for (const auto& [name, entry] : DeviceProfileRegistry::instance().entries()) profiles_[name] = entry.factory();
+}
+
+ProfileCatalog::ProfileCatalog(const Config& profiles) : ProfileCatalog() {
+  for (const std::string& name : profiles.keys()) {
+    if (profiles_.count(name))
+      profiles.fail(name, "a new profile name (built-in profiles cannot be redefined)", "'" + name + "'");
+    profiles_[name] = TableProfile::from_config(name, profiles.child(name));
+  }
+}
+
+const DeviceProfile* ProfileCatalog::find(const std::string& name) const {
+  auto it = profiles_.find(name);
+  return it == profiles_.end() ? nullptr : it->second.get();
+}
+
+std::vector<std::string> ProfileCatalog::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, p] : profiles_) out.push_back(name);
+  return out;
+}
+
+const DeviceProfile& ProfileCatalog::get(const Config& config, const std::string& key,
+                                         const std::string& fallback) const {
+  const std::string name = config.get_string(key, fallback);
+  const DeviceProfile* p = find(name);
+  if (!p) {
+    std::string known;
+    for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
+    config.fail(key, "a device profile (one of: " + known + ")", "'" + name + "'");
+  }
+  return *p;
+}
+
+}  // namespace fedsim

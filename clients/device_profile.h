@@ -1,0 +1,104 @@
+// Device profiles: how long and how many joules a client's local computation
+// takes, by arithmetic precision. Built-in profiles ("phone_cpu", "phone_gpu",
+// "edge_gpu", "edge_fpga", "server_cpu") register themselves by name; a
+// scenario adds its own under `profiles:` (see ProfileCatalog).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/config.h"
+#include "core/registry.h"
+
+namespace fedsim {
+
+// Arithmetic precision of a client's local training kernels.
+enum class Precision { kFp32, kInt8, kInt4, kInt2 };
+inline constexpr std::size_t kNumPrecisions = 4;
+inline constexpr std::array<Precision, kNumPrecisions> kAllPrecisions = {Precision::kFp32, Precision::kInt8,
+                                                                         Precision::kInt4, Precision::kInt2};
+
+// "fp32", "int8", "int4", "int2".
+const char* precision_name(Precision p);
+std::optional<Precision> parse_precision(std::string_view name);
+// Bits per value: 32, 8, 4, 2.
+int precision_bits(Precision p);
+// Reads `key` as a precision name (InputError "file:line: key: expected one of: fp32, int8, int4, int2").
+Precision get_precision(const Config& config, const std::string& key, Precision fallback);
+
+// Contract: a profile is immutable after construction; every method is const
+// and thread-safe. compute_time_s / compute_energy_j require supports(p)
+// (callers validate at load time; asserted) and macs >= 0, and are linear in
+// macs: the device runs at a sustained rate, no warm-up or batching effects.
+class DeviceProfile {
+ public:
+  virtual ~DeviceProfile() = default;
+  virtual const std::string& name() const = 0;
+  virtual bool supports(Precision p) const = 0;
+  virtual double compute_time_s(double macs, Precision p) const = 0;
+  virtual double compute_energy_j(double macs, Precision p) const = 0;
+  // Power drawn while online and waiting in a round (not computing, not transmitting).
+  virtual double idle_power_w() const = 0;
+};
+
+// Sustained figures for one precision; macs_per_s == 0 means unsupported.
+struct PrecisionFigures {
+  double macs_per_s = 0.0;
+  double joules_per_mac = 0.0;
+};
+
+// A profile given by a table: time = macs / macs_per_s[p], energy = macs * joules_per_mac[p].
+class TableProfile final : public DeviceProfile {
+ public:
+  using Table = std::array<PrecisionFigures, kNumPrecisions>;  // indexed by Precision
+  TableProfile(std::string name, const Table& table, double idle_w);
+
+  // From a scenario map {macs_per_s: {fp32: 2e9, ...}, joules_per_mac: {fp32: 1e-9, ...}, idle_w: 0.3}.
+  // Both maps must list the same precisions (at least one); macs_per_s > 0,
+  // joules_per_mac >= 0, idle_w >= 0 (default 0). Throws InputError with file:line: key.
+  static std::unique_ptr<TableProfile> from_config(const std::string& name, const Config& config);
+
+  const std::string& name() const override { return name_; }
+  bool supports(Precision p) const override;
+  double compute_time_s(double macs, Precision p) const override;
+  double compute_energy_j(double macs, Precision p) const override;
+  double idle_power_w() const override { return idle_w_; }
+
+  const Table& table() const { return table_; }
+
+ private:
+  std::string name_;
+  Table table_;
+  double idle_w_;
+};
+
+// Built-in profiles by name (factories take no arguments).
+using DeviceProfileRegistry = Registry<DeviceProfile>;
+
+// The profiles a scenario can name: every built-in plus the scenario's own.
+// Owns them; pointers stay valid for the catalog's lifetime (also across moves).
+class ProfileCatalog {
+ public:
+  ProfileCatalog();  // built-ins only
+  // Built-ins plus each entry of the `profiles:` map (name -> TableProfile
+  // map). A user name equal to a built-in name is an InputError (pick a new
+  // name; built-in figures are documented and never silently replaced).
+  explicit ProfileCatalog(const Config& profiles);
+
+  const DeviceProfile* find(const std::string& name) const;  // nullptr if unknown
+  std::vector<std::string> names() const;                     // sorted
+  // The profile `config[key]` names, or InputError "file:line: key: expected a
+  // device profile (one of: ...), found 'x'".
+  const DeviceProfile& get(const Config& config, const std::string& key, const std::string& fallback) const;
+
+ private:
+  std::map<std::string, std::unique_ptr<DeviceProfile>> profiles_;
+};
+
+}  // namespace fedsim

@@ -1,0 +1,194 @@
+#include "server/population.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include "core/errors.h"
+#include "core/rng.h"
+
+namespace fedsim {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kFractionTolerance = 1e-6;
+// Path tag that keeps the drop-out draw of (client, round) apart from its online draw.
+constexpr std::uint64_t kDropoutTag = 1;
+
+std::string scalar_text(const Config& config, const std::string& key) {
+  const YAML::Node n = config.node()[key];
+  if (!n.IsDefined() || n.IsNull()) return "nothing";
+  return n.IsScalar() ? "'" + n.Scalar() + "'" : (n.IsMap() ? "a mapping" : "a list");
+}
+
+double finite_at_least(const Config& c, const std::string& key, double fallback, double min) {
+  const double v = c.get_double(key, fallback, min, kInf);
+  if (!std::isfinite(v)) c.fail(key, "a finite number >= " + std::to_string(static_cast<int>(min)), scalar_text(c, key));
+  return v;
+}
+
+double positive_finite(const Config& c, const std::string& key, double fallback, bool required) {
+  const double v = required ? c.get_double(key, -kInf, kInf) : c.get_double(key, fallback, -kInf, kInf);
+  if (!(v > 0.0) || !std::isfinite(v)) c.fail(key, "a finite number > 0", scalar_text(c, key));
+  return v;
+}
+
+Availability parse_availability(const Config& a) {
+  Availability out;
+  const bool probability = a.has("online_probability");
+  const bool periodic = a.has("period_s") || a.has("on_fraction") || a.has("phase");
+  if (probability && periodic)
+    a.fail("online_probability", "either online_probability or period_s/on_fraction/phase, not both",
+           "both kinds of keys");
+  if (probability) {
+    out.kind = Availability::Kind::kProbability;
+    out.online_probability = a.get_double("online_probability", 0.0, 1.0);
+  } else if (periodic) {
+    out.kind = Availability::Kind::kPeriodic;
+    out.period_s = positive_finite(a, "period_s", 0.0, true);
+    out.on_fraction = a.get_double("on_fraction", 0.0, 1.0);
+    out.random_phase = a.get_choice("phase", "zero", {"random", "zero"}) == "random";
+  }
+  return out;
+}
+
+std::string supported_list(const DeviceProfile& p) {
+  std::string out;
+  for (Precision q : kAllPrecisions)
+    if (p.supports(q)) out += (out.empty() ? "" : ", ") + std::string(precision_name(q));
+  return out;
+}
+
+struct ClassSpec {
+  ClientClass info;
+  const DeviceProfile* profile = nullptr;
+  LinkSpec link;
+  double battery_j = 0.0;
+  Availability availability;
+  double dropout_probability = 0.0;
+  double data_weight = 1.0;
+};
+
+}  // namespace
+
+Population::Population(const Config& root, std::size_t num_clients, std::uint64_t seed) : seed_(seed) {
+  assert(num_clients <= std::numeric_limits<std::uint32_t>::max());
+  const Config profiles = root.child("profiles");
+  catalog_ = ProfileCatalog(profiles);
+  profiles.finish();
+  server_capacity_bps_ = finite_at_least(root, "server_capacity_bps", 0.0, 0.0);
+
+  std::vector<ClassSpec> specs;
+  if (!root.has("population")) {
+    ClassSpec d;
+    d.info.name = "default";
+    d.info.profile = "server_cpu";
+    d.profile = catalog_.find("server_cpu");
+    root.get_string("population", "");  // mark read
+    specs.push_back(std::move(d));
+  } else {
+    const std::vector<Config> entries = root.children("population");
+    if (entries.empty()) root.fail("population", "a non-empty list of client classes", "an empty list");
+    double sum = 0.0;
+    for (const Config& e : entries) {
+      if (!e.is_map())
+        e.fail("", "a mapping describing a client class", e.is_scalar() ? "'" + e.node().Scalar() + "'" : "a list");
+      ClassSpec s;
+      s.info.name = e.get_string("name");
+      for (const ClassSpec& other : specs)
+        if (other.info.name == s.info.name) e.fail("name", "a unique class name", "'" + s.info.name + "' again");
+      s.info.fraction = e.get_double("fraction", 0.0, 1.0);
+      sum += s.info.fraction;
+      s.profile = &catalog_.get(e, "profile", "server_cpu");
+      s.info.profile = s.profile->name();
+      s.info.precision = get_precision(e, "precision", Precision::kFp32);
+      if (!s.profile->supports(s.info.precision))
+        e.fail("precision", "a precision supported by profile '" + s.profile->name() + "' (" + supported_list(*s.profile) + ")",
+               "'" + std::string(precision_name(s.info.precision)) + "'" + (e.has("precision") ? "" : " (the default)"));
+      s.link = LinkSpec::parse(e.child("link"));
+      s.battery_j = finite_at_least(e, "battery_j", 0.0, 0.0);
+      s.availability = parse_availability(e.child("availability"));
+      s.dropout_probability = e.get_double("dropout_probability", 0.0, 0.0, 1.0);
+      s.data_weight = positive_finite(e, "data_weight", 1.0, false);
+      e.finish();
+      specs.push_back(std::move(s));
+    }
+    if (std::abs(sum - 1.0) > kFractionTolerance) {
+      std::ostringstream found;
+      found.precision(10);
+      found << "fractions summing to " << sum;
+      root.fail("population", "class fractions summing to 1 (+-1e-6)", found.str());
+    }
+  }
+
+  // Contiguous blocks by cumulative rounding (see the header).
+  const double n = static_cast<double>(num_clients);
+  double cumulative = 0.0;
+  std::uint32_t begin = 0;
+  traits_.resize(num_clients);
+  for (std::size_t k = 0; k < specs.size(); ++k) {
+    cumulative += specs[k].info.fraction;
+    std::uint32_t end = static_cast<std::uint32_t>(num_clients);
+    if (k + 1 < specs.size()) {
+      const double b = std::round(n * cumulative);
+      end = static_cast<std::uint32_t>(std::clamp(b, static_cast<double>(begin), n));
+    }
+    ClassSpec& s = specs[k];
+    s.info.first_client = begin;
+    s.info.end_client = end;
+    for (std::uint32_t c = begin; c < end; ++c) {
+      ClientTraits& t = traits_[c];
+      t.class_index = k;
+      t.profile = s.profile;
+      t.precision = s.info.precision;
+      Rng link_rng = Rng::derive(seed, Stream::kLinks, {c});
+      t.link = s.link.draw(link_rng);
+      t.battery_j = s.battery_j;
+      t.availability = s.availability;
+      if (s.availability.kind == Availability::Kind::kPeriodic && s.availability.random_phase) {
+        Rng phase_rng = Rng::derive(seed, Stream::kPopulation, {c});
+        t.phase_s = phase_rng.uniform() * s.availability.period_s;
+      }
+      t.dropout_probability = s.dropout_probability;
+      t.data_weight = s.data_weight;
+    }
+    classes_.push_back(s.info);
+    begin = end;
+  }
+}
+
+std::vector<std::string> Population::class_names() const {
+  std::vector<std::string> out;
+  for (const ClientClass& c : classes_) out.push_back(c.name);
+  return out;
+}
+
+bool Population::is_online(std::uint32_t client, std::uint32_t round, double time_s) const {
+  const ClientTraits& t = traits_.at(client);
+  const Availability& a = t.availability;
+  switch (a.kind) {
+    case Availability::Kind::kAlways:
+      return true;
+    case Availability::Kind::kProbability: {
+      Rng rng = Rng::derive(seed_, Stream::kAvailability, {client, round});
+      return rng.bernoulli(a.online_probability);
+    }
+    case Availability::Kind::kPeriodic: {
+      double x = std::fmod(time_s + t.phase_s, a.period_s);
+      if (x < 0.0) x += a.period_s;
+      return x < a.on_fraction * a.period_s;
+    }
+  }
+  return true;
+}
+
+bool Population::drops_out(std::uint32_t client, std::uint32_t round) const {
+  const ClientTraits& t = traits_.at(client);
+  if (t.dropout_probability <= 0.0) return false;
+  Rng rng = Rng::derive(seed_, Stream::kAvailability, {client, round, kDropoutTag});
+  return rng.bernoulli(t.dropout_probability);
+}
+
+}  // namespace fedsim

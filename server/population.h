@@ -1,0 +1,110 @@
+// The client population: which device, precision, link, battery and
+// availability each simulated client has.
+//
+// Scenario keys (read from the scenario root):
+//   profiles:   {my_name: {macs_per_s: {fp32: 2e9, int8: 8e9}, joules_per_mac: {fp32: 1e-9, int8: 3e-10}, idle_w: 0.3}}
+//   population: list of client classes, each
+//     name                 required, unique
+//     fraction             required, in [0, 1]; the fractions must sum to 1 (+-1e-6)
+//     profile              device profile name (built-in or under profiles:), default server_cpu
+//     precision            fp32 | int8 | int4 | int2, default fp32; the profile must support it
+//     link                 see server/link_model.h; omitted fields take the default link
+//     battery_j            >= 0, default 0 = unlimited
+//     availability         {} (always online, default) | {online_probability: p} |
+//                          {period_s: T, on_fraction: f, phase: random|zero}
+//     dropout_probability  in [0, 1], default 0: probability to drop out mid-round
+//     data_weight          > 0, default 1: relative local data size factor
+//   server_capacity_bps:   >= 0, default 0 = unlimited (see server/link_model.h)
+//
+// Without `population:` there is one class "default": server_cpu, fp32, the
+// default Link (10e6 bps up, 50e6 bps down, 0.05 s latency, 1e-7 J/bit tx,
+// 5e-8 J/bit rx), always online, no battery, no drop-out, data_weight 1.
+//
+// Assignment of client ids to classes (deterministic, contiguous): with F_k the
+// sum of the fractions of classes 0..k, class k gets ids
+// [round(n F_{k-1}), round(n F_k)) (F_{-1} = 0; the last class ends at n), so
+// class 0 gets the first round(f_0 n) ids and the last class the remainder.
+//
+// Randomness (all from the scenario seed, never from state):
+//   link of client c:           Rng::derive(seed, Stream::kLinks, {c})
+//   random phase of client c:   Rng::derive(seed, Stream::kPopulation, {c})
+//   online in round r:          Rng::derive(seed, Stream::kAvailability, {c, r}), Bernoulli(p)
+//   drop-out in round r:        Rng::derive(seed, Stream::kAvailability, {c, r, 1}), Bernoulli(q)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "clients/device_profile.h"
+#include "core/config.h"
+#include "server/link_model.h"
+
+namespace fedsim {
+
+struct Availability {
+  enum class Kind { kAlways, kProbability, kPeriodic } kind = Kind::kAlways;
+  double online_probability = 1.0;  // kProbability: online in a round with this probability
+  // kPeriodic: online at time t iff fmod(t + phase_s, period_s) < on_fraction * period_s.
+  double period_s = 0.0;
+  double on_fraction = 1.0;
+  bool random_phase = false;  // phase: random -> phase_s uniform in [0, period_s) per client
+};
+
+struct ClientTraits {
+  std::size_t class_index = 0;
+  const DeviceProfile* profile = nullptr;  // owned by the Population
+  Precision precision = Precision::kFp32;
+  Link link;
+  double battery_j = 0.0;  // 0 = unlimited
+  Availability availability;
+  double phase_s = 0.0;  // this client's phase in its periodic trace (0 unless phase: random)
+  double dropout_probability = 0.0;
+  double data_weight = 1.0;
+};
+
+struct ClientClass {
+  std::string name;
+  double fraction = 1.0;
+  std::string profile;
+  Precision precision = Precision::kFp32;
+  std::uint32_t first_client = 0;  // ids [first_client, end_client)
+  std::uint32_t end_client = 0;
+};
+
+// Contract: immutable after construction; every const method is thread-safe
+// and deterministic in (seed, client, round, time).
+class Population {
+ public:
+  // Reads `profiles`, `population` and `server_capacity_bps` from the
+  // scenario root and draws every client's traits. Throws InputError
+  // (file:line: key) on bad input, including unknown keys inside population
+  // entries and profiles (the caller's root.finish() covers the rest).
+  Population(const Config& root, std::size_t num_clients, std::uint64_t seed);
+
+  std::size_t num_clients() const { return traits_.size(); }
+  const ClientTraits& client(std::uint32_t id) const { return traits_.at(id); }
+  std::size_t num_classes() const { return classes_.size(); }
+  const std::string& class_name(std::size_t index) const { return classes_.at(index).name; }
+  const ClientClass& client_class(std::size_t index) const { return classes_.at(index); }
+  std::vector<std::string> class_names() const;
+  double server_capacity_bps() const { return server_capacity_bps_; }
+  const ProfileCatalog& profiles() const { return catalog_; }
+
+  // Whether `client` is online at virtual time `time_s` in round `round`.
+  // Probability model: one draw per (client, round), independent of time.
+  // Periodic model: depends on time only.
+  bool is_online(std::uint32_t client, std::uint32_t round, double time_s) const;
+  // Whether `client`, sampled in `round`, drops out before delivering its update.
+  bool drops_out(std::uint32_t client, std::uint32_t round) const;
+
+ private:
+  ProfileCatalog catalog_;
+  std::vector<ClientClass> classes_;
+  std::vector<ClientTraits> traits_;
+  std::uint64_t seed_;
+  double server_capacity_bps_ = 0.0;
+};
+
+}  // namespace fedsim

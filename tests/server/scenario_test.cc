@@ -1,0 +1,110 @@
+// Each kind of bad scenario input gives its own, specific error.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "core/errors.h"
+#include "server/scenario.h"
+#include "server/simulation.h"
+
+namespace fedsim {
+namespace {
+
+const char* kGood =
+    "name: t\n"
+    "data: {source: synthetic_classification, train_samples: 400, test_samples: 100, dim: 8, classes: 3}\n"
+    "model: {name: softmax_regression}\n"
+    "clients: 10\n"
+    "clients_per_round: 5\n"
+    "rounds: 2\n";
+
+// Message of the InputError thrown by loading (and building) a scenario.
+std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  try {
+    Scenario s = parse_scenario(yaml, "bad.yaml", overrides);
+    Simulation sim(s);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ScenarioErrors, GoodScenarioLoads) { EXPECT_EQ(error_of(kGood), ""); }
+
+TEST(ScenarioErrors, MissingFile) {
+  try {
+    load_scenario("/nonexistent/scenario.yaml");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/scenario.yaml: cannot open scenario file"), std::string::npos);
+  }
+}
+
+TEST(ScenarioErrors, BadYamlNamesLine) {
+  const std::string e = error_of("name: t\nclients: [1, 2\nrounds: 3\n");
+  EXPECT_NE(e.find("bad.yaml:"), std::string::npos) << e;
+  EXPECT_NE(e.find("invalid YAML"), std::string::npos) << e;
+}
+
+TEST(ScenarioErrors, UnknownKeyNamesFileLineAndKey) {
+  const std::string e = error_of(std::string(kGood) + "lerning_rate: 0.1\n");
+  EXPECT_NE(e.find("bad.yaml:7: lerning_rate: unknown key"), std::string::npos) << e;
+}
+
+TEST(ScenarioErrors, UnknownNestedKey) {
+  const std::string e = error_of(std::string(kGood) + "server: {policy: wait_all, dedline_s: 3}\n");
+  EXPECT_NE(e.find("server.dedline_s: unknown key"), std::string::npos) << e;
+}
+
+TEST(ScenarioErrors, WrongType) {
+  const std::string e = error_of(std::string(kGood) + "local_steps: many\n");
+  EXPECT_NE(e.find("bad.yaml:7: local_steps: expected an integer, found 'many'"), std::string::npos) << e;
+}
+
+TEST(ScenarioErrors, NegativeClients) {
+  const std::string e = error_of(kGood, {"clients=-5"});
+  EXPECT_NE(e.find("clients: expected an integer in [1, 10000000], found '-5'"), std::string::npos) << e;
+}
+
+TEST(ScenarioErrors, MoreParticipantsThanClients) {
+  const std::string e = error_of(kGood, {"clients_per_round=11"});
+  EXPECT_NE(e.find("clients_per_round: expected at most clients (10), found '11'"), std::string::npos) << e;
+}
+
+TEST(ScenarioErrors, MissingDatasetFiles) {
+  const std::string e = error_of(
+      "data: {source: fashion_mnist, path: /nonexistent/fmnist}\nclients: 10\nclients_per_round: 5\nrounds: 1\n");
+  EXPECT_NE(e.find("/nonexistent/fmnist/train-images-idx3-ubyte.gz"), std::string::npos) << e;
+}
+
+TEST(ScenarioErrors, UnknownModelName) {
+  const std::string e = error_of(kGood, {"model.name=resnet"});
+  EXPECT_NE(e.find("model.name: expected one of:"), std::string::npos) << e;
+  EXPECT_NE(e.find("found 'resnet'"), std::string::npos) << e;
+}
+
+TEST(ScenarioErrors, UnknownCompressionStage) {
+  const std::string e = error_of(std::string(kGood) + "uplink: [qsdg]\n");
+  EXPECT_NE(e.find("bad.yaml:7: uplink[0]: unknown compression stage 'qsdg'"), std::string::npos) << e;
+}
+
+TEST(ScenarioErrors, OutOfRangeStageSetting) {
+  const std::string e = error_of(std::string(kGood) + "uplink: [{qsgd: {levels: 0}}]\n");
+  EXPECT_NE(e.find("levels"), std::string::npos) << e;
+  EXPECT_NE(e.find("found '0'"), std::string::npos) << e;
+}
+
+TEST(ScenarioErrors, DeadlinePolicyNeedsDeadline) {
+  const std::string e = error_of(std::string(kGood) + "server: {policy: deadline}\n");
+  EXPECT_NE(e.find("server.deadline_s: expected a deadline > 0 seconds"), std::string::npos) << e;
+}
+
+TEST(ScenarioErrors, OverrideMustBeKeyValue) {
+  const std::string e = error_of(kGood, {"rounds"});
+  EXPECT_NE(e.find("--set rounds: expected key=value"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace fedsim
