@@ -254,7 +254,7 @@ TEST_P(ModelTest, GradientDescentDecreasesLoss) {
   const std::vector<std::uint32_t> all = all_indices(data);
   const double initial = model->loss_and_gradient(p, data, all, grad);
   double previous = initial, loss = initial;
-  for (int step = 0; step < 30; ++step) {
+  for (int step = 0; step < 100; ++step) {
     p -= 0.1f * grad;
     loss = model->loss_and_gradient(p, data, all, grad);
     EXPECT_LE(loss, previous * (1 + 1e-6)) << "step " << step;

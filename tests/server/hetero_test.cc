@@ -363,7 +363,7 @@ TEST(Population, ClassesGetContiguousBlocksByCumulativeRounding) {
 }
 
 TEST(Population, DefaultIsOneServerCpuClassAlwaysOnline) {
-  const Population p = make_population("clients: 3\n", 3);
+  const Population p = make_population("{}\n", 3);
   ASSERT_EQ(p.num_classes(), 1u);
   EXPECT_EQ(p.class_name(0), "default");
   for (std::uint32_t c = 0; c < 3; ++c) {
@@ -612,7 +612,7 @@ TEST(HeteroErrors, BadUserProfiles) {
   mine:
     joules_per_mac: {fp32: 1e-9}
 )"),
-            "t.yaml:2: profiles.mine.macs_per_s: expected a mapping precision -> MAC/s with at least one of "
+            "t.yaml:3: profiles.mine.macs_per_s: expected a mapping precision -> MAC/s with at least one of "
             "fp32, int8, int4, int2, found nothing");
   EXPECT_EQ(error_of(R"(profiles:
   phone_cpu:

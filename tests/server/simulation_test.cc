@@ -31,15 +31,14 @@ TEST(FedPaq, OneFullBatchStepWithAllClientsIsCentralizedGradientDescent) {
       "rounds: 8\nthreads: 2\noutput: {progress: false}\n";
   const Scenario sc = parse_scenario(yaml, "gd.yaml");
   Simulation sim(sc);
-  const Model& model = *ModelRegistry::instance().create("", "softmax_regression", Config(),
-                                                         ModelInput{12, 4});
+  const auto model = ModelRegistry::instance().create("", "softmax_regression", Config(), ModelInput{12, 4});
   arma::fvec x = sim.model_params();
   std::vector<std::uint32_t> all(sim.data().train.size());
   for (std::uint32_t i = 0; i < all.size(); ++i) all[i] = i;
   arma::fvec grad;
   std::size_t steps = 0;
   sim.run([&](const RoundMetrics& m) {
-    model.loss_and_gradient(x, sim.data().train, all, grad);
+    model->loss_and_gradient(x, sim.data().train, all, grad);
     x -= 0.3f * grad;
     ++steps;
     const float err = arma::abs(x - sim.model_params()).max();
