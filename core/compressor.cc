@@ -99,6 +99,18 @@ std::unique_ptr<Compressor> PipelineSpec::make(std::size_t dim, const std::vecto
   return current;
 }
 
+std::string PipelineSpec::quantizer_name() const {
+  for (const auto& s : stages_)
+    if (s.factory->kind == StageKind::kQuantizer) return s.name;
+  return "float32";
+}
+
+const Config* PipelineSpec::quantizer_settings() const {
+  for (const auto& s : stages_)
+    if (s.factory->kind == StageKind::kQuantizer) return &s.settings;
+  return nullptr;
+}
+
 std::string PipelineSpec::describe() const {
   if (stages_.empty()) return "float32";
   std::string out;

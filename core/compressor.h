@@ -90,6 +90,9 @@ class PipelineSpec {
   // "error_feedback > qsgd > zstd"
   std::string describe() const;
   bool is_plain_float32() const { return stages_.empty(); }
+  // The quantizer stage's name ("float32" when none is listed) and settings.
+  std::string quantizer_name() const;
+  const Config* quantizer_settings() const;
 
  private:
   struct Stage {

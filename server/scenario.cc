@@ -12,6 +12,7 @@
 namespace fedsim {
 
 namespace {
+void check_fedvote_consistency(const Scenario& s, const Config& root);
 
 constexpr std::int64_t kMaxInt = std::numeric_limits<std::int64_t>::max();
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -73,6 +74,7 @@ Scenario parse_scenario(const std::string& yaml_text, const std::string& file,
 
   s.uplink = PipelineSpec::parse(root, "uplink");
   s.downlink = PipelineSpec::parse(root, "downlink");
+  check_fedvote_consistency(s, root);
 
   const Config server = root.child("server");
   const std::string policy =
@@ -106,6 +108,41 @@ Scenario parse_scenario(const std::string& yaml_text, const std::string& file,
 
   return s;
 }
+
+namespace {
+
+// FedVote is one algorithm spread over three components (the clients' latent
+// model, their vote quantizer, the server's vote): they must agree on k, and
+// votes make no sense for FedPAQ's model differences (nor differences for a vote).
+void check_fedvote_consistency(const Scenario& s, const Config& root) {
+  const std::string q = s.uplink.quantizer_name();
+  const bool vote_quantizer = q.rfind("fedvote_", 0) == 0;
+  const std::string aggregator = s.aggregator.get_string("name", "mean");
+  if (s.algorithm != "fedvote") {
+    if (vote_quantizer)
+      root.fail("uplink", "a quantizer of model differences (" + q + " needs algorithm: {name: fedvote})", "'" + q + "'");
+    if (aggregator == "vote")
+      s.aggregator.fail("name", "an aggregator of model differences ('vote' needs algorithm: {name: fedvote})", "'vote'");
+    return;
+  }
+  if (!vote_quantizer && !root.has("uplink"))
+    root.child("algorithm").fail("name", "an uplink with a fedvote_binary or fedvote_ternary quantizer for 'fedvote'",
+                                 "no uplink: list (float32)");
+  if (!vote_quantizer)
+    root.fail("uplink", "a fedvote_binary or fedvote_ternary quantizer (algorithm fedvote sends votes)", "'" + q + "'");
+  const auto same_k = [&](const Config& c, const std::string& owner) {
+    const double k = c.get_double("k", 1.5, 1e-3, 1e3);
+    if (k != s.fedvote_k) {
+      std::ostringstream found;
+      found << k << (c.has("k") ? "" : " (the default)");
+      c.fail("k", "the same k as algorithm.k (" + std::to_string(s.fedvote_k) + ") for " + owner, found.str());
+    }
+  };
+  same_k(*s.uplink.quantizer_settings(), "the clients' " + q);
+  if (aggregator == "vote") same_k(s.aggregator, "the server's vote");
+}
+
+}  // namespace
 
 Scenario load_scenario(const std::string& file, const std::vector<std::string>& overrides) {
   std::ifstream in(file);

@@ -106,5 +106,29 @@ TEST(ScenarioErrors, OverrideMustBeKeyValue) {
   EXPECT_NE(e.find("--set rounds: expected key=value"), std::string::npos) << e;
 }
 
+TEST(ScenarioErrors, FedVoteComponentsMustAgree) {
+  const std::string base = std::string(kGood);
+  EXPECT_EQ(error_of(base + "algorithm: {name: fedvote, k: 2}\nuplink: [{fedvote_binary: {k: 2}}]\n"
+                            "aggregator: {name: vote, k: 2}\n"),
+            "");
+  std::string e = error_of(base + "algorithm: {name: fedvote}\n");
+  EXPECT_NE(e.find("bad.yaml:7: algorithm.name: expected an uplink with a fedvote_binary or fedvote_ternary quantizer"),
+            std::string::npos)
+      << e;
+  e = error_of(base + "algorithm: {name: fedvote}\nuplink: [qsgd]\n");
+  EXPECT_NE(e.find("bad.yaml:8: uplink: expected a fedvote_binary or fedvote_ternary quantizer"), std::string::npos) << e;
+  e = error_of(base + "algorithm: {name: fedvote, k: 2}\nuplink: [fedvote_ternary]\n");
+  EXPECT_NE(e.find("k: expected the same k as algorithm.k (2.000000) for the clients' fedvote_ternary, found 1.5 "
+                   "(the default)"),
+            std::string::npos)
+      << e;
+  e = error_of(base + "uplink: [fedvote_binary]\n");
+  EXPECT_NE(e.find("uplink: expected a quantizer of model differences (fedvote_binary needs algorithm"),
+            std::string::npos)
+      << e;
+  e = error_of(base + "aggregator: {name: vote}\n");
+  EXPECT_NE(e.find("aggregator.name: expected an aggregator of model differences"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace fedsim
