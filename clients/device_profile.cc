@@ -105,8 +105,8 @@ std::unique_ptr<TableProfile> TableProfile::from_config(const std::string& name,
 // ---------------------------------------------------------------------------
 // Built-in profiles. Sustained (not peak) rates for training-like dense
 // kernels; joules_per_mac = sustained package/module power / rate. Figures are
-// datasheet-order, sources in /tmp/scratch/devices_table.md (README "Device
-// profiles"). CPUs have no sub-byte multiply: int4/int2 run unpacked to int8,
+// datasheet-order estimates; the README's "Device profiles" table gives
+// their sources. CPUs have no sub-byte multiply: int4/int2 run unpacked to int8,
 // at the int8 rate and energy.
 namespace {
 
