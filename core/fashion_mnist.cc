@@ -40,15 +40,25 @@ class IdxReader {
   // Reads exactly `size` bytes; `what` names them in the error message.
   void read(std::uint8_t* out, std::size_t size, const std::string& what) {
     std::size_t done = 0;
-    while (done < size) {
-      const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(size - done, 1u << 26));
-      const int got = gzread(file_handle_.get(), out + done, chunk);
-      if (got < 0) fail("corrupt gzip data while reading " + what + " (" + error_text() + ")");
-      if (got == 0)
-        fail("truncated: " + what + " needs " + std::to_string(size) + " bytes, file ends after " +
-             std::to_string(done));
-      done += static_cast<std::size_t>(got);
+    while (done < size) done += read_some(out + done, size - done, what, done, size);
+  }
+
+  // Like read(), but `size` comes from the file's header and is not trusted:
+  // beyond what the real files need (47 MB), the buffer grows with the data
+  // actually read (at most doubling), so a corrupt item count fails as
+  // truncated instead of exhausting memory.
+  std::vector<std::uint8_t> read_claimed(std::size_t size, const std::string& what) {
+    constexpr std::size_t kFirstChunk = std::size_t{1} << 20;
+    constexpr std::size_t kTrustedBytes = std::size_t{1} << 26;
+    std::vector<std::uint8_t> out;
+    out.reserve(std::min(size, kTrustedBytes));
+    while (out.size() < size) {
+      const std::size_t done = out.size();
+      out.resize(done + std::min(size - done, std::max(kFirstChunk, done)));
+      std::size_t filled = done;
+      while (filled < out.size()) filled += read_some(out.data() + filled, out.size() - filled, what, filled, size);
     }
+    return out;
   }
 
   std::uint32_t read_u32(const std::string& what) {
@@ -58,15 +68,31 @@ class IdxReader {
   }
 
   // After the whole payload: nothing may follow, and reaching the end checks
-  // the gzip CRC.
+  // the gzip CRC (a stream cut inside its trailer is truncated, not complete).
   void expect_end() {
     std::uint8_t extra = 0;
     const int got = gzread(file_handle_.get(), &extra, 1);
     if (got < 0) fail("corrupt gzip data at the end of the file (" + error_text() + ")");
     if (got > 0) fail("unexpected bytes after the data (the header's item count is too small)");
+    int code = Z_OK;
+    gzerror(file_handle_.get(), &code);
+    if (code != Z_OK) fail("truncated gzip stream: the data is complete but its checksum is cut off");
   }
 
  private:
+  // Reads between 1 and `size` bytes (`offset` of `total` already read, for
+  // the message).
+  std::size_t read_some(std::uint8_t* out, std::size_t size, const std::string& what, std::size_t offset,
+                        std::size_t total) {
+    const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(size, 1u << 26));
+    const int got = gzread(file_handle_.get(), out, chunk);
+    if (got < 0) fail("corrupt gzip data while reading " + what + " (" + error_text() + ")");
+    if (got == 0)
+      fail("truncated: " + what + " needs " + std::to_string(total) + " bytes, file ends after " +
+           std::to_string(offset));
+    return static_cast<std::size_t>(got);
+  }
+
   std::string error_text() const {
     int code = 0;
     const char* msg = gzerror(file_handle_.get(), &code);
@@ -118,8 +144,7 @@ Dataset load_part(const std::string& dir, const std::string& prefix, std::size_t
   d.name = "fashion_mnist/" + prefix;
   d.num_classes = kClasses;
 
-  std::vector<std::uint8_t> raw_labels(n);
-  labels_in.read(raw_labels.data(), n, "the labels");
+  const std::vector<std::uint8_t> raw_labels = labels_in.read_claimed(n, "the labels");
   if (whole_file) labels_in.expect_end();
   d.labels.resize(n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -130,8 +155,7 @@ Dataset load_part(const std::string& dir, const std::string& prefix, std::size_t
   }
 
   const std::size_t dim = std::size_t{kSide} * kSide;
-  std::vector<std::uint8_t> pixels(n * dim);
-  images_in.read(pixels.data(), pixels.size(), "the pixels");
+  const std::vector<std::uint8_t> pixels = images_in.read_claimed(n * dim, "the pixels");
   if (whole_file) images_in.expect_end();
   d.features.set_size(dim, n);
   float* out = d.features.memptr();

@@ -152,8 +152,8 @@ std::vector<IndexView> ShardsPartitioner::split(const Dataset& train, std::size_
   std::vector<IndexView> shards;
   shards.reserve(num_shards);
   if (num_shards >= nonempty) {
-    // Highest averages: one shard per non-empty class, then each further shard
-    // to the class with the most samples per shard (ties: lowest label).
+    // Highest averages, Adams: one shard per non-empty class, then each further
+    // shard to the class with the most samples per shard (ties: lowest label).
     std::vector<std::size_t> shard_count(by_class.size(), 0);
     auto fewer_per_shard = [&](std::size_t a, std::size_t b) {
       const std::uint64_t lhs = std::uint64_t{by_class[a].size()} * shard_count[b];

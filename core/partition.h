@@ -48,9 +48,10 @@ class DirichletPartitioner final : public Partitioner {
 // shards to each client. Setting: shards_per_client >= 1 (default 2).
 // Shards never straddle a label when there are at least as many shards as
 // non-empty classes: each class is cut separately into near-equal shards, the
-// number of shards per class chosen by the highest-averages (D'Hondt) rule
-// (every class gets at least one, then each next shard goes to the class with
-// the largest samples-per-shard). Then a client holds at most
+// number of shards per class chosen by the highest-averages rule with divisor
+// s (Adams; not D'Hondt's s + 1): every class gets at least one, then each
+// next shard goes to the class with the largest samples-per-shard, which
+// minimises the largest shard. Then a client holds at most
 // shards_per_client labels; with Fashion-MNIST, 100 clients and k = 2 this is
 // exactly McMahan's 200 shards of 300. With fewer shards than classes, the
 // label-sorted order is cut into near-equal consecutive shards instead.
