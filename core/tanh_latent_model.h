@@ -1,8 +1,11 @@
 // FedVote's latent-weight reparametrisation (Yue, Jin, Wong, Dai 2021).
 //
 // The trainable parameters are latent real weights h; the network sees the
-// normalised weights w = tanh(k h) in (-1, 1). Clients train h with the chain
-// rule dL/dh = dL/dw * k (1 - tanh^2(k h)) and upload votes drawn from w
+// normalised weights w = c tanh(k h), c a fixed per-layer scale (sqrt(3) times
+// the rms of the inner model's initial weights of that layer, so that the
+// votes' +-1 range maps onto the layer's natural weight range; c = 1 for a
+// model initialised at zero). Clients train h with the chain
+// rule dL/dh = dL/dw * c k (1 - tanh^2(k h)) and upload votes drawn from tanh(k h)
 // (core/fedvote_quantizer.h); the server's "vote" aggregator maps the soft
 // vote back to h. The deployed model uses binary weights sign(h).
 #pragma once
@@ -14,7 +17,7 @@
 namespace fedsim {
 
 // Contract: as Model (immutable, const, thread-safe). Owns the inner model,
-// which is evaluated at w = tanh(k h). Not registered in ModelRegistry: the
+// which is evaluated at w = c tanh(k h). Not registered in ModelRegistry: the
 // scenario's `algorithm: fedvote` wraps the configured model in one.
 class TanhLatentModel final : public Model {
  public:
@@ -30,22 +33,23 @@ class TanhLatentModel final : public Model {
   void init(arma::fvec& params, Rng& rng) const override;
   double loss_and_gradient(const arma::fvec& params, const Dataset& data, std::span<const std::uint32_t> batch,
                            arma::fvec& grad) const override;
-  // The inner model at w = tanh(k h) (the "soft" model clients train).
+  // The inner model at w = c tanh(k h) (the "soft" model clients train).
   Evaluation evaluate(const arma::fvec& params, const Dataset& data) const override;
   // The inner model's cost plus the tanh and chain-rule work (a few operations
   // per parameter per batch), amortised over a nominal batch of
   // kNominalBatch samples.
   double macs_per_sample() const override;
 
-  // The deployed model of FedVote: binary weights sign(h), with sign(0) = +1
-  // so that every weight is +-1.
+  // The deployed model of FedVote: binary weights c sign(h), with sign(0) = +1
+  // so that every weight is +-c.
   Evaluation evaluate_binarized(const arma::fvec& params, const Dataset& data) const;
 
-  // w = tanh(k h).
+  // w = c tanh(k h), c the per-layer scale.
   arma::fvec weights(const arma::fvec& params) const;
   arma::fvec binarized_weights(const arma::fvec& params) const;
 
   float k() const { return k_; }
+  const arma::fvec& scale() const { return scale_; }
   const Model& inner() const { return *inner_; }
 
   static constexpr double kNominalBatch = 32.0;
@@ -54,6 +58,7 @@ class TanhLatentModel final : public Model {
  private:
   std::unique_ptr<Model> inner_;
   float k_;
+  arma::fvec scale_;  // c per parameter
 };
 
 }  // namespace fedsim

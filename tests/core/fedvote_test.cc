@@ -1,6 +1,7 @@
 // FedVote: the latent tanh model and the binary / ternary vote quantizers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "core/compressor.h"
 #include "core/errors.h"
 #include "core/fedvote_quantizer.h"
+#include "core/model.h"
 #include "core/tanh_latent_model.h"
 
 namespace fedsim {
@@ -87,23 +89,51 @@ TEST(TanhLatentModel, GradientMatchesFiniteDifferences) {
   }
 }
 
-TEST(TanhLatentModel, LossIsInnerLossAtTanhWeights) {
+TEST(TanhLatentModel, LossIsInnerLossAtScaledTanhWeights) {
   const std::size_t dim = 4;
   LeastSquares inner(dim);
   TanhLatentModel model(std::make_unique<LeastSquares>(dim), 2.0f);
   const Dataset data = regression_data(dim, 20, 3);
   std::vector<std::uint32_t> batch{0, 5, 7, 19};
   const arma::fvec h{-0.7f, 0.1f, 0.0f, 1.3f, -2.0f};
-  const arma::fvec w = arma::tanh(2.0f * h);
+  const arma::fvec& c = model.scale();
+  // One scale per layer, positive.
+  for (const Layer& l : model.layers())
+    for (std::size_t i = l.offset; i < l.offset + l.size; ++i) {
+      EXPECT_GT(c[i], 0.0f);
+      EXPECT_EQ(c[i], c[l.offset]);
+    }
+  const arma::fvec w = c % arma::tanh(2.0f * h);
+  EXPECT_TRUE(arma::approx_equal(model.weights(h), w, "absdiff", 0.0f));
   arma::fvec g1, g2;
   EXPECT_DOUBLE_EQ(model.loss_and_gradient(h, data, batch, g1), inner.loss_and_gradient(w, data, batch, g2));
   EXPECT_DOUBLE_EQ(model.evaluate(h, data).loss, inner.evaluate(w, data).loss);
-  const arma::fvec binary{-1.0f, 1.0f, 1.0f, 1.0f, -1.0f};  // sign(0) = +1
+  const arma::fvec binary = c % arma::fvec{-1.0f, 1.0f, 1.0f, 1.0f, -1.0f};  // sign(0) = +1
   EXPECT_DOUBLE_EQ(model.evaluate_binarized(h, data).loss, inner.evaluate(binary, data).loss);
   EXPECT_EQ(model.num_params(), inner.num_params());
   EXPECT_EQ(model.layers().size(), 2u);
   EXPECT_GT(model.macs_per_sample(), inner.macs_per_sample());
   EXPECT_LT(model.macs_per_sample(), 2.0 * inner.macs_per_sample());
+}
+
+TEST(TanhLatentModel, ScaleIsSqrtThreeTimesInitialRmsPerLayer) {
+  // An MLP has nonzero-initialised weight layers and zero-initialised biases:
+  // weights get sqrt(3) rms, a bias the scale of the layer before it.
+  Config cfg = Config::parse_string("{hidden: [16]}", "t.yaml");
+  const ModelInput input{30, 4};
+  auto inner = ModelRegistry::instance().create("", "mlp", cfg, input);
+  TanhLatentModel model(ModelRegistry::instance().create("", "mlp", cfg, input), 1.5f);
+  arma::fvec w;
+  Rng probe(0x5ca1e);
+  inner->init(w, probe);
+  float previous = 1.0f;
+  for (const Layer& l : model.layers()) {
+    const arma::fvec part = w.subvec(l.offset, l.offset + l.size - 1);
+    const double rms = std::sqrt(arma::accu(arma::square(arma::conv_to<arma::vec>::from(part))) / double(l.size));
+    const float expected = rms > 0.0 ? static_cast<float>(std::sqrt(3.0) * rms) : previous;
+    EXPECT_NEAR(model.scale()[l.offset], expected, 1e-6f * expected) << l.name;
+    previous = expected;
+  }
 }
 
 TEST(TanhLatentModel, InitMapsInnerWeightsThroughAtanh) {
@@ -117,7 +147,8 @@ TEST(TanhLatentModel, InitMapsInnerWeightsThroughAtanh) {
   ASSERT_EQ(h.n_elem, w.n_elem);
   for (std::size_t i = 0; i < w.n_elem; ++i) {
     ASSERT_TRUE(std::isfinite(h[i]));
-    const float clamped = std::clamp(w[i], -TanhLatentModel::kClamp, TanhLatentModel::kClamp);
+    const float c = model.scale()[i];
+    const float clamped = std::clamp(w[i] / c, -TanhLatentModel::kClamp, TanhLatentModel::kClamp);
     EXPECT_NEAR(std::tanh(1.5f * h[i]), clamped, 1e-5f);
   }
 }
