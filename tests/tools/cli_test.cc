@@ -1,0 +1,107 @@
+// The command line: exit codes, messages, and the files `run --out` writes.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tools/cli.h"
+
+namespace fedsim {
+namespace {
+
+namespace fs = std::filesystem;
+
+int cli(std::vector<std::string> args) {
+  args.insert(args.begin(), "fedsim");
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  return cli_main(static_cast<int>(argv.size()), argv.data());
+}
+
+std::string first_line(const fs::path& file) {
+  std::ifstream in(file);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+std::size_t count_lines(const fs::path& file) {
+  std::ifstream in(file);
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
+fs::path write_scenario(const std::string& name, const std::string& text) {
+  const fs::path dir = fs::temp_directory_path() / "fedsim_cli_test";
+  fs::create_directories(dir);
+  const fs::path file = dir / name;
+  std::ofstream(file) << text;
+  return file;
+}
+
+const char* kTiny =
+    "data: {source: synthetic_classification, train_samples: 600, test_samples: 100, dim: 8, classes: 3}\n"
+    "clients: 12\nclients_per_round: 4\nrounds: 5\neval_every: 2\nthreads: 1\n"
+    "population:\n"
+    "  - {name: phones, fraction: 0.5, profile: phone_cpu}\n"
+    "  - {name: boards, fraction: 0.5, profile: edge_fpga, precision: int8}\n";
+
+TEST(Cli, BadInputExitsWithTwoAndNamesTheProblem) {
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli({"run", "/nonexistent/s.yaml"}), 2);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("/nonexistent/s.yaml: cannot open scenario file"),
+            std::string::npos);
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli({"frobnicate"}), 2);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("unknown command 'frobnicate'"), std::string::npos);
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli({"run", write_scenario("a.yaml", kTiny).string(), "--set", "rounds"}), 2);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("expected key=value"), std::string::npos);
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli({"run", write_scenario("b.yaml", kTiny).string(), "--bogus"}), 2);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("unknown option '--bogus'"), std::string::npos);
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli({"bench", "server", "--clients", "-5"}), 2);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("--clients: expected an integer >= 1, found '-5'"),
+            std::string::npos);
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli({}), 2);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("usage:"), std::string::npos);
+}
+
+TEST(Cli, ValidateAndListSucceed) {
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(cli({"validate", write_scenario("v.yaml", kTiny).string()}), 0);
+  EXPECT_NE(testing::internal::GetCapturedStdout().find("ok (12 clients in 2 class(es)"), std::string::npos);
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(cli({"list"}), 0);
+  const std::string list = testing::internal::GetCapturedStdout();
+  for (const char* name : {"softmax_regression", "mlp", "fashion_mnist", "dirichlet", "qsgd", "natural",
+                           "predictive_coding", "fedvote_binary", "vote", "edge_fpga"})
+    EXPECT_NE(list.find(name), std::string::npos) << name;
+}
+
+TEST(Cli, RunWritesMetricsAndClientFiles) {
+  const fs::path out = fs::temp_directory_path() / "fedsim_cli_test" / "out";
+  fs::remove_all(out);
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(cli({"run", write_scenario("r.yaml", kTiny).string(), "--out", out.string(), "--set", "rounds=4"}), 0);
+  const std::string summary = testing::internal::GetCapturedStdout();
+  EXPECT_NE(summary.find("final accuracy"), std::string::npos) << summary;
+  ASSERT_TRUE(fs::exists(out / "metrics.csv"));
+  EXPECT_EQ(first_line(out / "metrics.csv").rfind("round,sim_time_s,test_accuracy,test_loss,train_loss,bytes_up,"
+                                                  "bytes_down,clients,",
+                                                  0),
+            0u);
+  EXPECT_NE(first_line(out / "metrics.csv").find("energy_j_phones,energy_j_boards"), std::string::npos);
+  EXPECT_EQ(count_lines(out / "metrics.csv"), 1u + 4u);  // --set rounds=4 took effect
+  EXPECT_EQ(count_lines(out / "metrics.jsonl"), 4u);
+  EXPECT_EQ(count_lines(out / "clients.csv"), 1u + 12u);
+}
+
+}  // namespace
+}  // namespace fedsim
