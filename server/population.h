@@ -30,6 +30,8 @@
 //   random phase of client c:   Rng::derive(seed, Stream::kPopulation, {c})
 //   online in round r:          Rng::derive(seed, Stream::kAvailability, {c, r}), Bernoulli(p)
 //   drop-out in round r:        Rng::derive(seed, Stream::kAvailability, {c, r, 1}), Bernoulli(q)
+// (with the async server policy, r counts the server's dispatches: one per
+// refill of the clients in flight, and one per retry while nobody is)
 #pragma once
 
 #include <cstddef>

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <thread>
 
 #include "core/errors.h"
@@ -55,6 +56,9 @@ struct Simulation::Impl {
   arma::fvec server_reference;
   arma::fvec client_reference;
   std::vector<char> in_flight;
+  // Sync policies: when each client's last update arrives. A straggler whose
+  // round closed without it is still busy (not sampled) until then.
+  std::vector<double> busy_until_s;
   double model_math_s = 0.0;
   std::uint64_t rejected_messages = 0;
 
@@ -136,6 +140,7 @@ Simulation::Simulation(const Scenario& scenario) : scenario_(scenario) {
   impl_->client_ctx.content = scenario.algorithm == "fedvote" ? UpdateContent::kWeights : UpdateContent::kDifference;
   impl_->client_ctx.seed = scenario.seed;
   impl_->in_flight.assign(clients_.size(), 0);
+  impl_->busy_until_s.assign(clients_.size(), 0.0);
   const std::uint64_t downlink_seed = mix64(scenario.seed ^ 0xd0d0d0d0ULL);
   impl_->downlink_encoder = scenario.downlink.make(params_.n_elem, impl_->layers, downlink_seed);
   impl_->downlink_decoder = scenario.downlink.make(params_.n_elem, impl_->layers, downlink_seed);
@@ -260,7 +265,8 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
   auto available_clients = [&](std::uint32_t round, double t) {
     std::vector<std::uint32_t> out;
     for (std::uint32_t c = 0; c < clients_.size(); ++c)
-      if (!im.in_flight[c] && !ledger_->exhausted(c) && population_->is_online(c, round, t)) out.push_back(c);
+      if (!im.in_flight[c] && im.busy_until_s[c] <= t && !ledger_->exhausted(c) && population_->is_online(c, round, t))
+        out.push_back(c);
     return out;
   };
 
@@ -274,13 +280,27 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
     for (std::uint32_t round = 1; round <= sc.rounds; ++round) {
       RoundMetrics m;
       m.round = round;
-      const double t0 = im.clock.now_s();
+      const double round_start = im.clock.now_s();
+      double t0 = round_start;  // when the model is sent
+      std::vector<std::uint32_t> candidates = available_clients(round, t0);
+      if (candidates.empty()) {
+        // Every client left may still be finishing an earlier round: wait for
+        // the first of them rather than run empty rounds that take no time.
+        double next_free = std::numeric_limits<double>::infinity();
+        for (std::uint32_t c = 0; c < clients_.size(); ++c)
+          if (!ledger_->exhausted(c) && im.busy_until_s[c] > t0) next_free = std::min(next_free, im.busy_until_s[c]);
+        if (std::isfinite(next_free)) {
+          im.clock.advance_to(next_free);
+          t0 = next_free;
+          candidates = available_clients(round, t0);
+        }
+      }
       const std::size_t exhausted_before = ledger_->num_exhausted();
       std::size_t want = sc.clients_per_round;
       if (sc.policy.kind == RoundPolicy::kOverSelection)
         want = static_cast<std::size_t>(std::ceil(static_cast<double>(want) * sc.policy.over_selection));
       Rng sampling = Rng::derive(sc.seed, Stream::kSampling, {round});
-      const std::vector<std::uint32_t> sampled = sample_clients(available_clients(round, t0), want, sampling);
+      const std::vector<std::uint32_t> sampled = sample_clients(std::move(candidates), want, sampling);
 
       arma::fvec start_model;
       const std::uint64_t down_size = broadcast(round, start_model);
@@ -312,7 +332,11 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
         a.arrive_s = a.start_s + a.cost.busy_s();
       });
 
-      // Arrivals in virtual-time order.
+      // Arrivals in virtual-time order, on a clock of their own: the round
+      // may close (deadline, r-th arrival) before the last update arrives,
+      // and the simulation clock then moves only to the round's end.
+      VirtualClock arrivals;
+      arrivals.advance_to(t0);
       std::vector<const Arrival*> accepted;
       std::vector<arma::fvec> decoded_store(batch.size());
       std::vector<std::size_t> accepted_index;
@@ -321,16 +345,16 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
       std::size_t arrived = 0;
       for (std::size_t i = 0; i < batch.size(); ++i) {
         Arrival* a = &batch[i];
-        im.clock.schedule(a->arrive_s, a->client, [&, a, i] {
+        arrivals.schedule(a->arrive_s, a->client, [&, a, i] {
           ++arrived;
-          last_arrival = im.clock.now_s();
+          last_arrival = arrivals.now_s();
           m.bytes_up += a->result.update_bytes.size();
           wire::UpdateUp up;
           // Decode every message that arrives, late ones too: stateful stages
           // stay in step with the client even when the update is not used.
           const bool ok = receive(*a, decoded_store[i], up);
           bool take = ok;
-          if (sc.policy.kind == RoundPolicy::kDeadline && im.clock.now_s() > t0 + sc.policy.deadline_s) {
+          if (sc.policy.kind == RoundPolicy::kDeadline && arrivals.now_s() > t0 + sc.policy.deadline_s) {
             take = false;
             ++m.dropped_deadline;
           }
@@ -341,11 +365,11 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
             accepted.push_back(a);
             accepted_index.push_back(i);
             if (sc.policy.kind == RoundPolicy::kOverSelection && accepted.size() == sc.clients_per_round)
-              round_end = im.clock.now_s();
+              round_end = arrivals.now_s();
           }
         });
       }
-      while (!im.clock.empty()) im.clock.run_next();
+      while (!arrivals.empty()) arrivals.run_next();
       switch (sc.policy.kind) {
         case RoundPolicy::kWaitAll:
           round_end = last_arrival;
@@ -367,6 +391,7 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
         const bool used = std::find(accepted_index.begin(), accepted_index.end(),
                                     static_cast<std::size_t>(&a - batch.data())) != accepted_index.end();
         ledger_->charge(a.client, round, a.cost, std::max(0.0, round_end - a.arrive_s));
+        im.busy_until_s[a.client] = a.arrive_s;
         trace_.push_back(ArrivalRecord{round, a.client, a.start_s, a.arrive_s, down_size,
                                        a.result.update_bytes.size(), a.result.macs, used, a.cost});
       }
@@ -393,7 +418,7 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
       m.uplink_bits_per_coord = updates.empty() ? 0.0 : static_cast<double>(payload_bits) / static_cast<double>(updates.size() * dim);
       m.dropped_battery = ledger_->num_exhausted() - exhausted_before;
       im.clock.advance_to(round_end);
-      m.round_time_s = round_end - t0;
+      m.round_time_s = round_end - round_start;
       evaluate_into(m, round == sc.rounds);
       finish_round(m);
     }
@@ -421,8 +446,9 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
       const double t = im.clock.now_s();
       ++dispatch_count;
       Rng sampling = Rng::derive(sc.seed, Stream::kSampling, {dispatch_count});
-      const std::vector<std::uint32_t> chosen =
-          sample_clients(available_clients(static_cast<std::uint32_t>(aggregations + 1), t), how_many, sampling);
+      // Availability is drawn per dispatch (population.h): a server waiting
+      // for someone to come online must see fresh draws.
+      const std::vector<std::uint32_t> chosen = sample_clients(available_clients(dispatch_count, t), how_many, sampling);
       arma::fvec start_model;
       const std::uint64_t down_size = broadcast(static_cast<std::uint32_t>(aggregations + 1), start_model);
       std::vector<Arrival> batch;
@@ -433,7 +459,7 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
           RoundCost cost = round_cost(population_->client(c), down_size, 0.0, 0, 0.0);
           cost.compute_s = cost.up_s = 0.0;
           cost.compute_j = cost.tx_j = 0.0;
-          ledger_->charge(c, dispatch_count, cost, 0.0);
+          ledger_->charge(c, static_cast<std::uint32_t>(aggregations + 1), cost, 0.0);
           continue;
         }
         Arrival a;
@@ -472,8 +498,16 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
     dispatch(sc.policy.concurrency);
     while (aggregations < sc.rounds) {
       if (im.clock.empty()) {
-        // Nobody in flight (everyone offline or exhausted): try again later.
-        if (ledger_->num_exhausted() >= clients_.size()) break;
+        // Nobody in flight (everyone offline or exhausted): try again later,
+        // unless no client can ever come back.
+        bool may_return = false;
+        for (std::uint32_t c = 0; c < clients_.size() && !may_return; ++c) {
+          const Availability& a = population_->client(c).availability;
+          may_return = !ledger_->exhausted(c) &&
+                       !(a.kind == Availability::Kind::kProbability && a.online_probability <= 0.0) &&
+                       !(a.kind == Availability::Kind::kPeriodic && a.on_fraction <= 0.0);
+        }
+        if (!may_return) break;
         im.clock.advance_to(im.clock.now_s() + 1.0);
         dispatch(sc.policy.concurrency);
         continue;

@@ -7,6 +7,14 @@
 // network and device models say it arrives, and processes events only when
 // no computation is outstanding, so the order of events (and every number)
 // is independent of thread timing.
+//
+// Sync policies: round k sends the model at t0 = the end of round k-1 and
+// ends at the last arrival (wait_all), at t0 + deadline_s if an update is
+// late, else the last arrival (deadline), or at the r-th arrival
+// (over_selection); the next round starts then, so round_time_s adds up to
+// sim_time_s. A client whose update arrives after its round ended (late or
+// surplus) is busy, and not sampled, until the update arrives. When no
+// client is free the server waits for the first busy one (inside the round).
 #pragma once
 
 #include <armadillo>
