@@ -28,6 +28,10 @@ void fwht(float* x, std::size_t size) {
   }
 }
 
+bool all_finite(std::span<const float> x) {
+  return std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); });
+}
+
 void check_size(std::size_t got, std::size_t expected) {
   if (got != expected)
     throw std::invalid_argument("hadamard_rotation: vector of " + std::to_string(got) + " values, built for " +
@@ -71,16 +75,25 @@ void HadamardRotation::unrotate(std::span<float> x) const {
 void HadamardRotation::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) {
   check_size(v.size(), signs_.size());
   check_size(reconstructed.size(), signs_.size());
+  const std::size_t start = out.size();
   std::copy(v.begin(), v.end(), rotated_.begin());
   rotate(rotated_);
   inner_->encode(rotated_, rng, out, reconstructed);
   unrotate(reconstructed);
+  // decode() rejects what does not rotate back to finite values; so must encode().
+  if (!all_finite(reconstructed)) {
+    out.resize(start);
+    throw std::invalid_argument("hadamard_rotation: the reconstruction overflows float when rotated back");
+  }
 }
 
 void HadamardRotation::decode(std::span<const std::uint8_t> payload, std::span<float> out) {
   check_size(out.size(), signs_.size());
   inner_->decode(payload, out);
   unrotate(out);
+  // Finite values near the float limit from a corrupted payload can overflow
+  // in the butterflies.
+  if (!all_finite(out)) throw DecodeError("hadamard_rotation: decoded values overflow float when rotated back");
 }
 
 namespace {

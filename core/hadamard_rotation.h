@@ -18,7 +18,9 @@
 // Stream::kShared, {kSeedTag}): both ends know it, nothing is sent. The
 // stage adds no bytes. unbiased() is the inner stage's (the map is linear).
 // encode()/decode() throw std::invalid_argument on a vector of another size
-// than the one built for.
+// than the one built for. Rotating back can overflow float for values near
+// its limit: decode() then throws DecodeError, and encode() (after undoing
+// its output) std::invalid_argument, so that the two always agree.
 #pragma once
 
 #include <cstddef>

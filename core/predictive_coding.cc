@@ -282,6 +282,10 @@ void PredictiveCoder::encode(std::span<const float> v, Rng& rng, Bytes& out, std
       if (static_cast<double>(rng.uniform_float()) < y - lo) ++q;
       coder.encode(to_symbol(q), model);
       recon[i] = reconstruct(best_prediction[i], q, step);
+      // decode() rejects what overflows; only inputs near the float limit get here.
+      if (!std::isfinite(recon[i]))
+        throw std::invalid_argument("predictive_coding: reconstruction in layer '" + layers_[l].name +
+                                    "' overflows float");
     }
   }
   coder.finish();
@@ -323,6 +327,9 @@ void PredictiveCoder::decode(std::span<const std::uint8_t> payload, std::span<fl
     // Symbol values are bounded by the model's alphabet: |q| <= L by construction.
     AdaptiveModel model(2 * static_cast<std::uint32_t>(levels(options_.bits[qid])) + 1);
     for (std::size_t i = 0; i < n; ++i) recon[i] = reconstruct(prediction[i], from_symbol(coder.decode(model)), step);
+    // A well-formed stream can still carry a step so large that q * step overflows.
+    if (!std::all_of(recon.begin(), recon.end(), [](float x) { return std::isfinite(x); }))
+      throw DecodeError("predictive_coding: layer " + std::to_string(l) + " reconstructs to values beyond float range");
   }
   coder.finish();
   choices_ = std::move(choices);

@@ -12,7 +12,11 @@ namespace fedsim {
 namespace {
 
 // One expression for both ends, so reconstructed == decoded bit for bit.
-float grid_value(float low, float step, std::uint32_t j) { return low + static_cast<float>(j) * step; }
+// Capped at `high`: with high near the float limit, low + j * step could
+// round past it (even to infinity).
+float grid_value(float low, float high, float step, std::uint32_t j) {
+  return std::min(low + static_cast<float>(j) * step, high);
+}
 
 float grid_step(float low, float high, std::uint32_t levels) {
   return (high - low) / static_cast<float>(levels - 1);
@@ -54,11 +58,12 @@ void ThresholdQuantizer::encode(std::span<const float> v, Rng& rng, Bytes& out, 
         j = static_cast<std::uint32_t>(floor_x);
         if (j < levels_ - 1 && rng.uniform_float() < x - floor_x) ++j;
       }
-      q = grid_value(low, step, j);
+      q = grid_value(low, high, step, j);
       level_of_[i] = j;
       if (q != 0.0f) ++count;
     }
-    reconstructed[i] = v[i] < 0.0f ? -q : q;
+    // A zero is never sent, so the decoder writes +0: no -0 here either.
+    reconstructed[i] = v[i] < 0.0f && q != 0.0f ? -q : q;
   }
 
   BitWriter writer(out);
@@ -98,7 +103,7 @@ void ThresholdQuantizer::decode(std::span<const std::uint8_t> payload, std::span
     const std::uint64_t j = reader.read(level_bits_);
     if (j >= levels_) throw DecodeError("threshold entry " + std::to_string(e) + " has level " + std::to_string(j) +
                                         ", expected < " + std::to_string(levels_));
-    const float q = grid_value(low, step, static_cast<std::uint32_t>(j));
+    const float q = grid_value(low, high, step, static_cast<std::uint32_t>(j));
     if (q == 0.0f) throw DecodeError("threshold entry " + std::to_string(e) + " is zero, which is never sent");
     out[previous - 1] = negative ? -q : q;
   }

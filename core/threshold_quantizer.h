@@ -5,7 +5,8 @@
 //
 // With tau the threshold and M = max|v_i|, the grid has `levels` points
 // g_j = tau + j * (M - tau) / (levels - 1), j = 0 .. levels-1 (the step is
-// computed once in float32 and g_j = tau + j * step, the same on both ends).
+// computed once in float32 and g_j = min(tau + j * step, M), the same on both
+// ends; the cap only matters when rounding would pass M).
 // |v_i| < tau  -> 0;
 // |v_i| >= tau -> sgn(v_i) * g_j, rounded up from g_l <= |v_i| < g_(l+1)
 //                 with probability (|v_i| - g_l) / step.
