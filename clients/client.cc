@@ -12,7 +12,9 @@ ClientRoundResult SimClient::run_round(const ClientContext& ctx, std::uint32_t r
   }
   arma::fvec params = start_model;
   Rng train_rng = Rng::derive(ctx.seed, Stream::kTraining, {id_, round});
-  const LocalTrainingResult local = run_local_sgd(*ctx.model, *ctx.train, data_, ctx.training, params, train_rng);
+  LocalTrainingSettings training = ctx.training;
+  training.precision = precision_;
+  const LocalTrainingResult local = run_local_sgd(*ctx.model, *ctx.train, data_, training, params, train_rng);
 
   arma::fvec message = ctx.content == UpdateContent::kDifference ? arma::fvec(params - start_model) : params;
   arma::fvec reconstructed(message.n_elem);

@@ -43,7 +43,10 @@ struct ClientRoundResult {
 // and (seed, client id, round): never on timing or thread count.
 class SimClient {
  public:
-  SimClient(std::uint32_t id, IndexView data) : id_(id), data_(std::move(data)) {}
+  // `precision`: the arithmetic of its local training (its population class's
+  // precision); overrides ClientContext::training.precision.
+  SimClient(std::uint32_t id, IndexView data, Precision precision = Precision::kFp32)
+      : id_(id), data_(std::move(data)), precision_(precision) {}
 
   // `start_model` is the model decoded from the round's ModelDown.
   ClientRoundResult run_round(const ClientContext& ctx, std::uint32_t round, std::uint64_t model_version,
@@ -51,10 +54,12 @@ class SimClient {
 
   std::uint32_t id() const { return id_; }
   std::size_t num_samples() const { return data_.size(); }
+  Precision precision() const { return precision_; }
 
  private:
   std::uint32_t id_;
   IndexView data_;
+  Precision precision_;
   std::unique_ptr<Compressor> uplink_encoder_;  // created on first use; keeps stage memory
 };
 

@@ -3,7 +3,13 @@
 #include <algorithm>
 #include <numeric>
 
+#include "clients/quantized_compute.h"
+
 namespace fedsim {
+
+namespace {
+constexpr std::uint64_t kQuantizationPurpose = 0x5a69704d4cULL;  // "ZipML"
+}  // namespace
 
 LocalTrainingResult run_local_sgd(const Model& model, const Dataset& data, const IndexView& view,
                                   const LocalTrainingSettings& settings, arma::fvec& params, Rng& rng) {
@@ -16,6 +22,8 @@ LocalTrainingResult run_local_sgd(const Model& model, const Dataset& data, const
   arma::fvec grad;
   std::vector<std::uint32_t> batch_indices(batch);
   double loss_sum = 0.0;
+  QuantizedCompute compute(model, settings.precision);
+  Rng quantization_rng = Rng::derive(Rng(rng)(), {kQuantizationPurpose});
   for (std::size_t step = 0; step < settings.local_steps; ++step) {
     if (full_batch) {
       std::copy(view.begin(), view.end(), batch_indices.begin());
@@ -29,7 +37,7 @@ LocalTrainingResult run_local_sgd(const Model& model, const Dataset& data, const
         batch_indices[k] = order[cursor++];
       }
     }
-    loss_sum += model.loss_and_gradient(params, data, batch_indices, grad);
+    loss_sum += compute.loss_and_gradient(params, data, batch_indices, quantization_rng, grad);
     if (settings.weight_decay > 0.0) grad += static_cast<float>(settings.weight_decay) * params;
     params -= static_cast<float>(settings.learning_rate) * grad;
     result.samples_processed += batch;

@@ -4,6 +4,7 @@
 #include <armadillo>
 #include <cstdint>
 
+#include "clients/device_profile.h"
 #include "core/dataset.h"
 #include "core/model.h"
 #include "core/rng.h"
@@ -15,6 +16,10 @@ struct LocalTrainingSettings {
   std::size_t batch_size = 32;   // 0 = full local data set every step
   double learning_rate = 0.1;
   double weight_decay = 0.0;     // L2 penalty added to the gradient
+  // Arithmetic of the gradient computation (clients/quantized_compute.h):
+  // below fp32, samples, model and gradient are stochastically rounded to
+  // that many bits; the parameters the steps update stay fp32.
+  Precision precision = Precision::kFp32;
 };
 
 struct LocalTrainingResult {
@@ -25,6 +30,9 @@ struct LocalTrainingResult {
 // Runs `local_steps` SGD steps on data[view], updating params in place.
 // Minibatches are drawn without replacement, reshuffling when the view is
 // exhausted (epoch order from rng). Thread-safe across calls with different params.
+// Below fp32, the stochastic rounding draws from a generator split off rng
+// (seeded from a copy's next output), so the minibatch order does not depend
+// on the precision and rng advances exactly as at fp32.
 LocalTrainingResult run_local_sgd(const Model& model, const Dataset& data, const IndexView& view,
                                   const LocalTrainingSettings& settings, arma::fvec& params, Rng& rng);
 

@@ -28,6 +28,7 @@ class LinearRegression final : public Model {
                            arma::fvec& grad) const override;
   Evaluation evaluate(const arma::fvec& params, const Dataset& data) const override;
   double macs_per_sample() const override { return 2.0 * static_cast<double>(dim_ + 1); }
+  std::optional<LeastSquaresForm> least_squares_form() const override { return LeastSquaresForm{false, 0.0}; }
 
  private:
   std::size_t dim_;

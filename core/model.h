@@ -4,6 +4,7 @@
 #include <armadillo>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -21,6 +22,17 @@ struct Layer {
   std::string name;
   std::size_t offset = 0;
   std::size_t size = 0;
+};
+
+// The structure of a linear least-squares model, declared by the model so that
+// low-precision training can double-sample its gradient (ZipML; see
+// clients/quantized_compute.h): the loss over a batch is
+//   mean_j 0.5 * (w^T a_j + b - t_j)^2 + 0.5 * l2 * ||w||^2,
+// with params = [w (dim); b] and the target t_j of sample j taken from
+// Dataset::targets, or from binary labels {0, 1} mapped to {-1, +1}.
+struct LeastSquaresForm {
+  bool targets_from_labels = false;
+  double l2 = 0.0;
 };
 
 struct Evaluation {
@@ -47,6 +59,9 @@ class Model {
   // Multiply-adds for one sample's forward and backward pass: the operation
   // count the device profiles turn into simulated time and energy.
   virtual double macs_per_sample() const = 0;
+  // The model's least-squares form if its loss has that form exactly (see
+  // LeastSquaresForm), else nullopt (the default).
+  virtual std::optional<LeastSquaresForm> least_squares_form() const { return std::nullopt; }
 };
 
 // Shape of the data a model is built for.

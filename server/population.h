@@ -13,7 +13,8 @@
 //     availability         {} (always online, default) | {online_probability: p} |
 //                          {period_s: T, on_fraction: f, phase: random|zero}
 //     dropout_probability  in [0, 1], default 0: probability to drop out mid-round
-//     data_weight          > 0, default 1: relative local data size factor
+//     data_weight          > 0, default 1: relative local data size; a client keeps the
+//                          fraction w / w_max (rounded up) of its partition share
 //   server_capacity_bps:   >= 0, default 0 = unlimited (see server/link_model.h)
 //
 // Without `population:` there is one class "default": server_cpu, fp32, the

@@ -121,8 +121,19 @@ Simulation::Simulation(const Scenario& scenario) : scenario_(scenario) {
                      " clients but only " + std::to_string(data_.train.size()) + " training samples");
   Rng partition_rng = Rng::derive(scenario.seed, Stream::kPartition);
   std::vector<IndexView> views = partitioner->split(data_.train, scenario.num_clients, partition_rng);
+  // Client classes with a smaller data_weight hold proportionally less data:
+  // each client keeps the first ceil(size * w / w_max) samples of its share
+  // (at least one), so the heaviest class keeps its whole partition.
+  double max_weight = 0.0;
+  for (std::uint32_t i = 0; i < views.size(); ++i) max_weight = std::max(max_weight, population_->client(i).data_weight);
+  for (std::uint32_t i = 0; i < views.size(); ++i) {
+    const double keep = std::ceil(double(views[i].size()) * population_->client(i).data_weight / max_weight);
+    views[i].resize(std::clamp<std::size_t>(static_cast<std::size_t>(keep), 1, views[i].size()));
+  }
   clients_.reserve(views.size());
-  for (std::size_t i = 0; i < views.size(); ++i) clients_.emplace_back(static_cast<std::uint32_t>(i), std::move(views[i]));
+  for (std::size_t i = 0; i < views.size(); ++i)
+    clients_.emplace_back(static_cast<std::uint32_t>(i), std::move(views[i]),
+                          population_->client(static_cast<std::uint32_t>(i)).precision);
 
   Rng init_rng = Rng::derive(scenario.seed, Stream::kModelInit);
   params_.set_size(model_->num_params());

@@ -104,5 +104,23 @@ TEST(Messages, BytesCountedAreSerializedSizes) {
   EXPECT_LT(r.bytes_down, 5 * (payload + 40));
 }
 
+TEST(Population, DataWeightShrinksAClassLocalData) {
+  // 600 samples over 12 IID clients: 50 each; the light class keeps ceil(50 / 4).
+  const std::string yaml =
+      "data: {source: synthetic_classification, train_samples: 600, test_samples: 100, dim: 6, classes: 3}\n"
+      "clients: 12\nclients_per_round: 12\nrounds: 1\nlocal_steps: 1\nbatch_size: 0\nthreads: 1\n"
+      "output: {progress: false}\n"
+      "population:\n"
+      "  - {name: heavy, fraction: 0.5}\n"
+      "  - {name: light, fraction: 0.5, data_weight: 0.25}\n";
+  const Scenario sc = parse_scenario(yaml, "w.yaml");
+  Simulation sim(sc);
+  sim.run();
+  ASSERT_EQ(sim.trace().size(), 12u);
+  const double per_sample = sim.trace()[0].macs / 50.0;
+  for (const ArrivalRecord& a : sim.trace())
+    EXPECT_DOUBLE_EQ(a.macs, per_sample * (a.client < 6 ? 50.0 : 13.0)) << "client " << a.client;
+}
+
 }  // namespace
 }  // namespace fedsim

@@ -1,0 +1,191 @@
+#include "clients/quantized_compute.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <numeric>
+
+namespace fedsim {
+
+namespace {
+
+// Elements per block of the rounding kernel: the uniforms of a block are drawn
+// first, so that the arithmetic loop has no dependency on the generator and
+// vectorises (fixed trip count, local buffers that cannot alias x or out).
+constexpr std::size_t kBlock = 256;
+// Independent min/max accumulators (breaks the dependency chain; vectorises).
+constexpr std::size_t kLanes = 8;
+
+}  // namespace
+
+UniformGrid uniform_grid(std::span<const float> x, int bits) {
+  assert(!x.empty() && bits >= 1 && bits <= 16);
+  // v * 0 is 0 for finite v and NaN for NaN or infinity: `poison` flags a
+  // non-finite block without a branch in the loop.
+  float lo[kLanes], hi[kLanes], poison[kLanes];
+  for (std::size_t l = 0; l < kLanes; ++l) {
+    lo[l] = hi[l] = x[0];
+    poison[l] = 0.0f;
+  }
+  std::size_t i = 0;
+  for (; i + kLanes <= x.size(); i += kLanes) {
+    for (std::size_t l = 0; l < kLanes; ++l) {
+      const float v = x[i + l];
+      lo[l] = v < lo[l] ? v : lo[l];
+      hi[l] = v > hi[l] ? v : hi[l];
+      poison[l] += v * 0.0f;
+    }
+  }
+  for (; i < x.size(); ++i) {
+    lo[0] = std::min(lo[0], x[i]);
+    hi[0] = std::max(hi[0], x[i]);
+    poison[0] += x[i] * 0.0f;
+  }
+  for (std::size_t l = 1; l < kLanes; ++l) {
+    lo[0] = std::min(lo[0], lo[l]);
+    hi[0] = std::max(hi[0], hi[l]);
+    poison[0] += poison[l];
+  }
+  UniformGrid grid;
+  grid.points = 1u << bits;
+  grid.lo = lo[0] + poison[0];
+  grid.step = (hi[0] - lo[0]) / static_cast<float>(grid.points - 1) + poison[0];
+  return grid;
+}
+
+// Hot kernel (ZipML's stochastic rounding): a 64-bit draw gives the 24-bit
+// uniforms of two elements.
+void stochastic_round(std::span<const float> x, const UniformGrid& grid, Rng& rng, std::span<float> out) {
+  assert(out.size() == x.size());
+  // A constant block is exact; a non-finite range (a NaN or infinity, from a
+  // diverged model) is passed through so that the divergence stays visible
+  // instead of turning into grid points.
+  if (!(grid.step > 0.0f) || !std::isfinite(grid.step) || !std::isfinite(grid.lo)) {
+    if (out.data() != x.data()) std::copy(x.begin(), x.end(), out.begin());
+    return;
+  }
+  const float lo = grid.lo;
+  const float step = grid.step;
+  const float inv_step = 1.0f / step;
+  const float top = static_cast<float>(grid.points - 1);
+  float values[kBlock];
+  float uniform[kBlock];
+  for (std::size_t first = 0; first < x.size(); first += kBlock) {
+    const std::size_t n = std::min(kBlock, x.size() - first);
+    std::copy(x.data() + first, x.data() + first + n, values);
+    std::fill(values + n, values + kBlock, lo);  // padding, discarded
+    for (std::size_t k = 0; k < n; k += 2) {
+      const std::uint64_t r = rng();
+      uniform[k] = static_cast<float>(r >> 40) * 0x1.0p-24f;
+      uniform[k + 1] = static_cast<float>((r >> 16) & 0xffffff) * 0x1.0p-24f;  // kBlock is even
+    }
+    for (std::size_t k = n; k < kBlock; ++k) uniform[k] = 0.0f;
+    for (std::size_t k = 0; k < kBlock; ++k) {
+      // position >= 0 since x >= lo, so truncation is floor. Round up with
+      // probability (x - l) / step: E[code] = position.
+      const float position = (values[k] - lo) * inv_step;
+      float code = static_cast<float>(static_cast<std::int32_t>(position));
+      code += uniform[k] < position - code ? 1.0f : 0.0f;
+      code = std::min(code, top);  // float rounding at the top end point
+      values[k] = lo + code * step;
+    }
+    std::copy(values, values + n, out.data() + first);
+  }
+}
+
+void stochastic_quantize(std::span<const float> x, int bits, Rng& rng, std::span<float> out) {
+  if (x.empty()) return;
+  stochastic_round(x, uniform_grid(x, bits), rng, out);
+}
+
+double double_sampled_least_squares(const arma::fvec& params, const arma::fmat& outer, const arma::fmat& inner,
+                                    std::span<const float> targets, double l2, arma::fvec& grad) {
+  const std::size_t dim = outer.n_rows;
+  const std::size_t n = outer.n_cols;
+  assert(params.n_elem == dim + 1 && inner.n_rows == dim && inner.n_cols == n && targets.size() == n);
+  const arma::fvec w(const_cast<float*>(params.memptr()), dim, false, true);
+  const float b = params[dim];
+  grad.zeros(dim + 1);
+  arma::fvec grad_w(grad.memptr(), dim, false, true);
+  double loss = 0.0;
+  if (n > 0) {
+    arma::frowvec r2 = w.t() * inner;
+    const arma::frowvec r1 = w.t() * outer;
+    double r2_sum = 0.0;
+    for (std::size_t j = 0; j < n; ++j) {
+      r2[j] += b - targets[j];
+      const double r1j = static_cast<double>(r1[j]) + b - targets[j];
+      loss += 0.5 * r1j * static_cast<double>(r2[j]);
+      r2_sum += r2[j];
+    }
+    const float scale = 1.0f / static_cast<float>(n);
+    grad_w = scale * (outer * r2.t());
+    grad[dim] = static_cast<float>(r2_sum / static_cast<double>(n));
+    loss /= static_cast<double>(n);
+  }
+  if (l2 > 0.0) {
+    grad_w += static_cast<float>(l2) * w;
+    loss += 0.5 * l2 * static_cast<double>(arma::dot(w, w));
+  }
+  return loss;
+}
+
+QuantizedCompute::QuantizedCompute(const Model& model, Precision precision)
+    : model_(model),
+      precision_(precision),
+      bits_(precision_bits(precision)),
+      form_(model.least_squares_form()),
+      layers_(model.layers()) {}
+
+void QuantizedCompute::quantize_samples(const Dataset& data, std::span<const std::uint32_t> batch, Rng& rng,
+                                        arma::fmat& out) {
+  const std::size_t dim = data.dim();
+  out.set_size(dim, batch.size());
+  for (std::size_t j = 0; j < batch.size(); ++j) {
+    assert(batch[j] < data.size());
+    stochastic_quantize({data.features.colptr(batch[j]), dim}, bits_, rng, {out.colptr(j), dim});
+  }
+}
+
+void QuantizedCompute::quantize_layers(arma::fvec& v, Rng& rng) const {
+  for (const Layer& layer : layers_) {
+    assert(layer.offset + layer.size <= v.n_elem);
+    const std::span<float> block(v.memptr() + layer.offset, layer.size);
+    stochastic_quantize(block, bits_, rng, block);
+  }
+}
+
+double QuantizedCompute::loss_and_gradient(const arma::fvec& params, const Dataset& data,
+                                           std::span<const std::uint32_t> batch, Rng& rng, arma::fvec& grad) {
+  if (precision_ == Precision::kFp32) return model_.loss_and_gradient(params, data, batch, grad);
+  quantized_params_ = params;
+  quantize_layers(quantized_params_, rng);
+  double loss = 0.0;
+  if (form_) {
+    const LeastSquaresForm& form = *form_;
+    // ZipML double sampling: two independent quantizations of every sample.
+    quantize_samples(data, batch, rng, outer_);
+    quantize_samples(data, batch, rng, inner_);
+    targets_.resize(batch.size());
+    for (std::size_t j = 0; j < batch.size(); ++j) {
+      targets_[j] = form.targets_from_labels ? (data.labels[batch[j]] == 1 ? 1.0f : -1.0f) : data.targets[batch[j]];
+    }
+    loss = double_sampled_least_squares(quantized_params_, outer_, inner_, targets_, form.l2, grad);
+  } else {
+    // One quantization per sample, then the model's own fp32 kernels on the
+    // quantized operands (the values are exact b-bit grid points).
+    quantize_samples(data, batch, rng, batch_data_.features);
+    batch_data_.num_classes = data.num_classes;
+    batch_data_.labels.resize(data.labels.empty() ? 0 : batch.size());
+    for (std::size_t j = 0; j < batch_data_.labels.size(); ++j) batch_data_.labels[j] = data.labels[batch[j]];
+    batch_data_.targets.set_size(data.targets.is_empty() ? 0 : batch.size());
+    for (std::size_t j = 0; j < batch_data_.targets.n_elem; ++j) batch_data_.targets[j] = data.targets[batch[j]];
+    batch_order_.resize(batch.size());
+    std::iota(batch_order_.begin(), batch_order_.end(), 0u);
+    loss = model_.loss_and_gradient(quantized_params_, batch_data_, batch_order_, grad);
+  }
+  quantize_layers(grad, rng);
+  return loss;
+}
+
+}  // namespace fedsim
