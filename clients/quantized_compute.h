@@ -8,7 +8,7 @@
 // layer of the model or of the gradient): step = (max - min) / (2^b - 1),
 // value = min + k * step with the b-bit code k in [0, 2^b). A value between
 // grid points l <= x <= u = l + step rounds up with probability (x - l) / step,
-// so E[Q(x)] = x and Var[Q(x)] = (u - x)(x - l) <= step^2 / 4 (ZipML, Sec. 2).
+// so E[Q(x)] = x and Var[Q(x)] = (u - x)(x - l) <= step^2 / 4 (ZipML).
 // The grid is asymmetric (affine, zero point at min) rather than symmetric
 // around 0: every one of the 2^b codes is used, which doubles the resolution
 // for one-signed data such as pixel intensities (int2: 4 levels on [0, max]

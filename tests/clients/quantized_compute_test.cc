@@ -157,7 +157,7 @@ LeastSquaresProblem make_problem(std::size_t dim, std::size_t n, std::uint64_t s
   return p;
 }
 
-// ZipML Sec. 3: E[Q1(a)(Q2(a)^T w + b - t)] = a(a^T w + b - t) with independent
+// ZipML double sampling: E[Q1(a)(Q2(a)^T w + b - t)] = a(a^T w + b - t) with independent
 // Q1, Q2; with one Q the bias is diag(Var Q(a)) w per sample.
 TEST(DoubleSampling, UnbiasedWhilePlainSamplingIsBiasedByTheVariance) {
   constexpr std::size_t kDim = 12, kSamples = 6;
