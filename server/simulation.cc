@@ -11,8 +11,10 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <exception>
 #include <thread>
 
+#include "core/blas_threads.h"
 #include "core/errors.h"
 #include "core/tanh_latent_model.h"
 #include "server/virtual_clock.h"
@@ -35,15 +37,17 @@ struct Arrival {
   double arrive_s = 0.0;  // start + busy time
   std::uint64_t base_version = 0;
   double compute_wall_s = 0.0;
+  std::exception_ptr error;  // the client's work threw (e.g. a diverged, non-finite update)
 };
 
 }  // namespace
 
 struct Simulation::Impl {
-  explicit Impl(std::size_t threads) : pool(threads) {}
+  Impl(std::size_t threads, std::string scenario_file) : pool(threads), file(std::move(scenario_file)) {}
 
   boost::asio::io_context io;
   boost::asio::thread_pool pool;
+  std::string file;  // the scenario, for error messages
   VirtualClock clock;
   ClientContext client_ctx;
   std::vector<Layer> layers;
@@ -64,6 +68,9 @@ struct Simulation::Impl {
 
   // Runs `work` for each client in the pool; each completion is handed to
   // `on_done` on the server's io_context thread. Returns when all are done.
+  // A client whose work threw is not handed on; once every client is done,
+  // the first such failure (in batch order, so the same whatever the thread
+  // timing) ends the run with an InputError naming the client.
   void compute(std::vector<Arrival>& batch, const std::function<void(Arrival&)>& work,
                const std::function<void(Arrival&)>& on_done) {
     if (batch.empty()) return;
@@ -72,16 +79,29 @@ struct Simulation::Impl {
     for (Arrival& a : batch) {
       boost::asio::post(pool, [&, ptr = &a] {
         const auto start = std::chrono::steady_clock::now();
-        work(*ptr);
+        try {
+          work(*ptr);
+        } catch (...) {
+          ptr->error = std::current_exception();
+        }
         ptr->compute_wall_s = seconds_since(start);
         boost::asio::post(io, [&, ptr] {
-          on_done(*ptr);
+          if (!ptr->error) on_done(*ptr);
           if (--outstanding == 0) guard.reset();
         });
       });
     }
     io.restart();
     io.run();
+    for (const Arrival& a : batch) {
+      if (!a.error) continue;
+      try {
+        std::rethrow_exception(a.error);
+      } catch (const std::exception& e) {
+        throw InputError(file + ": client " + std::to_string(a.client) + "'s local round failed: " + e.what() +
+                         " (a non-finite update usually means local training diverged: lower learning_rate)");
+      }
+    }
   }
 };
 
@@ -141,7 +161,8 @@ Simulation::Simulation(const Scenario& scenario) : scenario_(scenario) {
 
   std::size_t threads = scenario.threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  impl_ = std::make_unique<Impl>(threads);
+  use_single_threaded_blas();  // our pool provides the parallelism (see core/blas_threads.h)
+  impl_ = std::make_unique<Impl>(threads, scenario.file);
   impl_->layers = model_->layers();
   impl_->client_ctx.model = model_.get();
   impl_->client_ctx.train = &data_.train;

@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libboost1.81-dev libprotobuf-dev protobuf-compiler libzstd-dev zlib1g-dev
-  libarmadillo-dev libopenblas0-serial libyaml-cpp-dev libgtest-dev libbenchmark-dev
+  libarmadillo-dev libopenblas0-pthread libyaml-cpp-dev libgtest-dev libbenchmark-dev
   clang libclang-rt-14-dev
   dataset-fashion-mnist
 )

@@ -8,6 +8,7 @@
 #include "core/model.h"
 #include "server/metrics.h"
 #include "server/scenario.h"
+#include "core/errors.h"
 #include "server/simulation.h"
 
 namespace fedsim {
@@ -120,6 +121,24 @@ TEST(Population, DataWeightShrinksAClassLocalData) {
   const double per_sample = sim.trace()[0].macs / 50.0;
   for (const ArrivalRecord& a : sim.trace())
     EXPECT_DOUBLE_EQ(a.macs, per_sample * (a.client < 6 ? 50.0 : 13.0)) << "client " << a.client;
+}
+
+TEST(Simulation, DivergedTrainingIsAClearErrorNotACrash) {
+  const std::string yaml =
+      "data: {source: synthetic_regression, train_samples: 400, test_samples: 50, dim: 6}\n"
+      "model: {name: linear_regression}\n"
+      "clients: 8\nclients_per_round: 4\nrounds: 5\nlocal_steps: 20\nlearning_rate: 1e5\nthreads: 2\n"
+      "output: {progress: false}\n";
+  const Scenario sc = parse_scenario(yaml, "diverge.yaml");
+  Simulation sim(sc);
+  try {
+    sim.run();
+    FAIL() << "a diverged run must not finish";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind("diverge.yaml: client ", 0), 0u) << what;
+    EXPECT_NE(what.find("lower learning_rate"), std::string::npos) << what;
+  }
 }
 
 }  // namespace
