@@ -23,6 +23,7 @@ Config Config::load_file(const std::string& file) {
 }
 
 namespace {
+void check_keys_are_scalars(const YAML::Node& node, const std::string& file);
 // yaml-cpp recurses once per nesting level; bound the depth before parsing so
 // that hostile input cannot exhaust the stack.
 void check_nesting(const std::string& text, const std::string& file) {
@@ -65,8 +66,28 @@ Config Config::parse_string(const std::string& text, const std::string& file) {
     throw InputError(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
   if (!root.IsMap()) throw InputError(file + ":1: expected a mapping of scenario keys at the top level");
+  check_keys_are_scalars(root, file);
   return Config(root, file);
 }
+
+namespace {
+
+// Mapping keys must be plain scalars ("? [a, b]: 1" is valid YAML but not a
+// scenario key). Depth is bounded by check_nesting.
+void check_keys_are_scalars(const YAML::Node& node, const std::string& file) {
+  if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (!it->first.IsScalar())
+        throw InputError(file + ":" + std::to_string(it->first.Mark().line + 1) +
+                         ": expected a plain key, found a " + (it->first.IsNull() ? "missing" : "complex") + " key");
+      check_keys_are_scalars(it->second, file);
+    }
+  } else if (node.IsSequence()) {
+    for (const YAML::Node& item : node) check_keys_are_scalars(item, file);
+  }
+}
+
+}  // namespace
 
 std::string Config::key_path(const std::string& key) const {
   if (key.empty()) return path_;
@@ -316,6 +337,7 @@ void Config::apply_override(YAML::Node root, const std::string& assignment) {
   } catch (const YAML::Exception& e) {
     throw InputError("--set " + assignment + ": invalid YAML value: " + e.msg);
   }
+  check_keys_are_scalars(value, "--set " + assignment);
   std::vector<std::string> parts;
   std::size_t start = 0;
   while (true) {

@@ -130,5 +130,12 @@ TEST(ScenarioErrors, FedVoteComponentsMustAgree) {
   EXPECT_NE(e.find("aggregator.name: expected an aggregator of model differences"), std::string::npos) << e;
 }
 
+TEST(ScenarioErrors, ComplexOrMissingKeysAreRejected) {
+  EXPECT_EQ(error_of("?\n-"), "bad.yaml:2: expected a plain key, found a complex key");  // the key is the list "-"
+  EXPECT_EQ(error_of(std::string(kGood) + "? [a, b]\n: 3\n"), "bad.yaml:7: expected a plain key, found a complex key");
+  EXPECT_NE(error_of(kGood, {"model={? [x]: 1}"}).find("--set model={? [x]: 1}:1: expected a plain key"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace fedsim
