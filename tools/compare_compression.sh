@@ -5,7 +5,7 @@
 # compression ratio against the float32 run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x build/fedsim ] || tools/build.sh
+[ -n "${FEDSIM:-}" ] || [ -x build/fedsim ] || tools/build.sh
 files=("$@")
 ((${#files[@]})) || files=(scenarios/compression/*.yaml)
 out=out/compression
@@ -16,7 +16,7 @@ base_bits=""
 for f in scenarios/compression/float32.yaml "${files[@]}"; do
   name=$(basename "$f" .yaml)
   if [ "$name" = float32 ] && [ -n "$base_bits" ]; then continue; fi
-  build/fedsim run "$f" --quiet --out "$out/$name"
+  ${FEDSIM:-build/fedsim} run "$f" --quiet --out "$out/$name"
   read -r acc last5 bits coord < <(awk -F, '
     NR == 1 { for (i = 1; i <= NF; ++i) col[$i] = i; next }
     { if ($col["test_accuracy"] != "") { acc = $col["test_accuracy"]; e[k++] = acc }
