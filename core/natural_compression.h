@@ -4,7 +4,8 @@
 // Unbiased, E[C_nat(t)^2] <= 9/8 t^2.
 //
 // On float32 the rounding drops the mantissa: the probability of rounding up
-// is mantissa / 2^23, compared against 23 random bits (exact, no log/pow).
+// is mantissa / 2^23, compared against 23 random bits (exact, no log/pow)
+// from a LaneRng seeded by one draw of the Rng passed to encode().
 // Subnormal inputs (|t| < 2^-126) are rounded to 0 or 2^-126 with the same
 // rule, which is then exactly unbiased too (P(up) = |t| / 2^-126).
 // |t| in (2^127, 2^128) cannot round up to 2^128 (not a float): it is

@@ -29,9 +29,10 @@
 // gap or level out of range, a truncated stream or trailing non-zero bits /
 // extra bytes.
 //
-// Rounding uses 24-bit uniforms (two per 64-bit Rng output), so rounding
-// probabilities are exact to 2^-24. Inputs must be finite with a norm
-// representable in float32 (std::invalid_argument otherwise).
+// Rounding uses 24-bit uniforms, so rounding probabilities are exact to
+// 2^-24. They come from a LaneRng seeded by one draw of the Rng passed to
+// encode() (two per 64-bit word: bits 8-31 and 40-63). Inputs must be finite
+// with a norm representable in float32 (std::invalid_argument otherwise).
 #pragma once
 
 #include <cstddef>
@@ -65,12 +66,11 @@ class Qsgd final : public Compressor {
   Norm norm_;
   Coding coding_;
   int fixed_width_;
-  struct NonZero {
-    std::size_t position;        // 0-based within the bucket
-    std::uint32_t signed_level;  // level | sign << 31
-  };
-  std::vector<std::uint32_t> level_scratch_;  // random draws and signed levels of one block
-  std::vector<NonZero> nonzeros_;             // of the current bucket (elias coding)
+  // Scratch for one block of coordinates (see qsgd.cc).
+  std::vector<std::uint64_t> random_;  // random words
+  std::vector<std::uint32_t> codes_;   // sgn * level + s
+  std::vector<std::uint8_t> packed_;   // fixed coding: the block's codes as a bit stream
+  Bytes entries_;                      // elias coding: the current bucket's non-zeros, coded
 };
 
 }  // namespace fedsim
