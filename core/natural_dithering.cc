@@ -7,28 +7,9 @@
 #include <string>
 
 #include "core/bit_io.h"
+#include "core/vector_norms.h"
 
 namespace fedsim {
-namespace {
-
-double l2_norm(const float* v, std::size_t n) {
-  double acc[4] = {0, 0, 0, 0};
-  std::size_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (int k = 0; k < 4; ++k) acc[k] += static_cast<double>(v[i + k]) * static_cast<double>(v[i + k]);
-  for (; i < n; ++i) acc[0] += static_cast<double>(v[i]) * static_cast<double>(v[i]);
-  return std::sqrt((acc[0] + acc[1]) + (acc[2] + acc[3]));
-}
-
-// max|v_i| on the bit patterns: for non-negative floats the integer order is
-// the numeric order, and a NaN anywhere yields a NaN (caught by the caller).
-float max_abs(const float* v, std::size_t n) {
-  std::uint32_t m = 0;
-  for (std::size_t i = 0; i < n; ++i) m = std::max(m, std::bit_cast<std::uint32_t>(v[i]) & 0x7FFFFFFFu);
-  return std::bit_cast<float>(m);
-}
-
-}  // namespace
 
 NaturalDithering::NaturalDithering(std::size_t dim, std::uint32_t levels, Norm norm, std::size_t bucket_size)
     : dim_(dim),
