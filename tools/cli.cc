@@ -65,7 +65,11 @@ Args parse_args(int argc, char** argv, int first, const std::vector<std::string>
       a.quiet = true;
     } else if (arg == "--set" || std::find(valued.begin(), valued.end(), arg) != valued.end()) {
       if (i + 1 >= argc) throw InputError(arg + ": expected a value after it");
-      (arg == "--set" ? (a.overrides.push_back(argv[++i]), void()) : (a.options[arg] = argv[++i], void()));
+      const std::string value = argv[++i];
+      if (arg == "--set")
+        a.overrides.push_back(value);
+      else
+        a.options[arg] = value;
     } else if (arg.rfind("--set=", 0) == 0) {
       a.overrides.push_back(arg.substr(6));
     } else if (arg.size() > 1 && arg[0] == '-') {
