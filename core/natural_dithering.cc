@@ -35,8 +35,7 @@ void NaturalDithering::encode(std::span<const float> v, Rng& rng, Bytes& out, st
     const std::size_t len = std::min(bucket_size_, dim_ - b0);
     const float* x = v.data() + b0;
     float* rec = reconstructed.data() + b0;
-    const float norm = norm_ == Norm::kL2 ? static_cast<float>(l2_norm(x, len)) : max_abs(x, len);
-    if (!std::isfinite(norm)) throw std::invalid_argument("natural_dithering: non-finite input or norm overflow");
+    const float norm = bucket_norm(norm_ == Norm::kL2, x, len, "natural_dithering");
     w.write_f32(norm);
     if (norm == 0.0f) {
       std::fill(rec, rec + len, 0.0f);
@@ -73,9 +72,7 @@ void NaturalDithering::decode(std::span<const std::uint8_t> payload, std::span<f
   for (std::size_t b0 = 0; b0 < dim_; b0 += bucket_size_) {
     const std::size_t len = std::min(bucket_size_, dim_ - b0);
     float* dst = out.data() + b0;
-    const float norm = r.read_f32();
-    if (!std::isfinite(norm) || std::signbit(norm))
-      throw DecodeError("natural_dithering: bucket norm " + std::to_string(norm) + " is not a finite non-negative number");
+    const float norm = read_bucket_norm(r, "natural_dithering");
     if (norm == 0.0f) {
       std::fill(dst, dst + len, 0.0f);
       continue;

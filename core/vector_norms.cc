@@ -5,7 +5,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
+#include "core/bit_io.h"
+#include "core/errors.h"
 #include "core/simd.h"
 
 namespace fedsim {
@@ -88,6 +92,20 @@ float max_abs(const float* v, std::size_t n) {
   for (std::size_t j = 0; j < 8; ++j) best = std::max(best, static_cast<std::uint32_t>(m[j]));
   for (; i < n; ++i) best = std::max(best, std::bit_cast<std::uint32_t>(v[i]) & 0x7FFFFFFFu);
   return std::bit_cast<float>(best);
+}
+
+float bucket_norm(bool l2, const float* v, std::size_t n, const char* scheme) {
+  const float norm = l2 ? static_cast<float>(l2_norm(v, n)) : max_abs(v, n);
+  if (!std::isfinite(norm)) throw std::invalid_argument(std::string(scheme) + ": non-finite input or norm overflow");
+  return norm;
+}
+
+float read_bucket_norm(BitReader& r, const char* scheme) {
+  const float norm = r.read_f32();
+  if (!std::isfinite(norm) || std::signbit(norm))
+    throw DecodeError(std::string(scheme) + ": bucket norm " + std::to_string(norm) +
+                      " is not a finite non-negative number");
+  return norm;
 }
 
 }  // namespace fedsim

@@ -7,9 +7,19 @@
 
 namespace fedsim {
 
+class BitReader;
+
 // ||v||_2, accumulated in double (exact squares, fixed summation order).
 double l2_norm(const float* v, std::size_t n);
 // max |v_i|; NaN if any v_i is NaN.
 float max_abs(const float* v, std::size_t n);
+
+// The per-bucket header of those quantizers, one float32 norm. The encoder's
+// side: the L2 or max norm of the bucket; std::invalid_argument
+// "<scheme>: non-finite input or norm overflow" when it is not finite.
+float bucket_norm(bool l2, const float* v, std::size_t n, const char* scheme);
+// The decoder's side: reads the norm and rejects (DecodeError) anything but a
+// finite value >= 0.
+float read_bucket_norm(BitReader& r, const char* scheme);
 
 }  // namespace fedsim
