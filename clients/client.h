@@ -9,9 +9,9 @@
 #include <string>
 
 #include "clients/local_training.h"
-#include "core/compressor.h"
-#include "core/dataset.h"
-#include "core/model.h"
+#include "core/compression/compressor.h"
+#include "core/data/dataset.h"
+#include "core/models/model.h"
 
 namespace fedsim {
 

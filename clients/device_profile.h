@@ -13,8 +13,8 @@
 #include <string_view>
 #include <vector>
 
-#include "core/config.h"
-#include "core/registry.h"
+#include "core/base/config.h"
+#include "core/base/registry.h"
 
 namespace fedsim {
 

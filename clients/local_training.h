@@ -5,9 +5,9 @@
 #include <cstdint>
 
 #include "clients/device_profile.h"
-#include "core/dataset.h"
-#include "core/model.h"
-#include "core/rng.h"
+#include "core/data/dataset.h"
+#include "core/models/model.h"
+#include "core/base/rng.h"
 
 namespace fedsim {
 

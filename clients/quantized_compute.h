@@ -42,9 +42,9 @@
 #include <vector>
 
 #include "clients/device_profile.h"
-#include "core/dataset.h"
-#include "core/model.h"
-#include "core/rng.h"
+#include "core/data/dataset.h"
+#include "core/models/model.h"
+#include "core/base/rng.h"
 
 namespace fedsim {
 

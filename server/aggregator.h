@@ -7,8 +7,8 @@
 #include <span>
 #include <vector>
 
-#include "core/config.h"
-#include "core/registry.h"
+#include "core/base/config.h"
+#include "core/base/registry.h"
 
 namespace fedsim {
 

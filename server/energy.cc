@@ -6,7 +6,7 @@
 #include <fstream>
 #include <limits>
 
-#include "core/errors.h"
+#include "core/base/errors.h"
 #include "server/link_model.h"
 
 namespace fedsim {

@@ -20,8 +20,8 @@
 #include <cstdint>
 #include <string>
 
-#include "core/config.h"
-#include "core/rng.h"
+#include "core/base/config.h"
+#include "core/base/rng.h"
 
 namespace fedsim {
 

@@ -4,7 +4,7 @@
 #include <iomanip>
 #include <sstream>
 
-#include "core/errors.h"
+#include "core/base/errors.h"
 
 namespace fedsim {
 

@@ -6,8 +6,8 @@
 #include <limits>
 #include <sstream>
 
-#include "core/errors.h"
-#include "core/rng.h"
+#include "core/base/errors.h"
+#include "core/base/rng.h"
 
 namespace fedsim {
 namespace {

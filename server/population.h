@@ -41,7 +41,7 @@
 #include <vector>
 
 #include "clients/device_profile.h"
-#include "core/config.h"
+#include "core/base/config.h"
 #include "server/link_model.h"
 
 namespace fedsim {

@@ -4,9 +4,9 @@
 #include <sstream>
 #include <thread>
 
-#include "core/data_source.h"
-#include "core/errors.h"
-#include "core/model.h"
+#include "core/data/data_source.h"
+#include "core/base/errors.h"
+#include "core/models/model.h"
 #include "server/aggregator.h"
 
 namespace fedsim {

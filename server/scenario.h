@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "clients/local_training.h"
-#include "core/compressor.h"
-#include "core/config.h"
+#include "core/compression/compressor.h"
+#include "core/base/config.h"
 
 namespace fedsim {
 

@@ -14,9 +14,9 @@
 #include <exception>
 #include <thread>
 
-#include "core/blas_threads.h"
-#include "core/errors.h"
-#include "core/tanh_latent_model.h"
+#include "core/base/blas_threads.h"
+#include "core/base/errors.h"
+#include "core/models/tanh_latent_model.h"
 #include "server/virtual_clock.h"
 #include "wire.pb.h"  // generated from core/wire.proto
 

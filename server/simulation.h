@@ -26,9 +26,9 @@
 #include <vector>
 
 #include "clients/client.h"
-#include "core/compressor.h"
-#include "core/data_source.h"
-#include "core/model.h"
+#include "core/compression/compressor.h"
+#include "core/data/data_source.h"
+#include "core/models/model.h"
 #include "server/aggregator.h"
 #include "server/energy.h"
 #include "server/metrics.h"

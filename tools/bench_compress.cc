@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "core/compressor.h"
-#include "core/config.h"
-#include "core/errors.h"
-#include "core/rng.h"
-#include "core/simd.h"
+#include "core/compression/compressor.h"
+#include "core/base/config.h"
+#include "core/base/errors.h"
+#include "core/base/rng.h"
+#include "core/base/simd.h"
 
 namespace fedsim {
 namespace {

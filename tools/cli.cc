@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "clients/device_profile.h"
-#include "core/compressor.h"
-#include "core/data_source.h"
-#include "core/errors.h"
-#include "core/model.h"
+#include "core/compression/compressor.h"
+#include "core/data/data_source.h"
+#include "core/base/errors.h"
+#include "core/models/model.h"
 #include "server/aggregator.h"
 #include "server/metrics.h"
 #include "server/scenario.h"

@@ -1,6 +1,6 @@
 // Every stage's decoder must turn any bytes into finite values or a
 // DecodeError. Input layout:
-//   byte 0     which pipeline (tests/core/stage_pipelines.h: every registered
+//   byte 0     which pipeline (tests/core/compression/stage_pipelines.h: every registered
 //              stage alone and composed)
 //   bytes 1-2  the dimension, 1 + (little-endian value % 300)
 //   byte 3     bit 0: two layers instead of one; bit 1: the receiver first
@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
-#include "core/compressor.h"
-#include "core/config.h"
-#include "core/errors.h"
-#include "tests/core/stage_pipelines.h"
+#include "core/compression/compressor.h"
+#include "core/base/config.h"
+#include "core/base/errors.h"
+#include "tests/core/compression/stage_pipelines.h"
 
 namespace {
 

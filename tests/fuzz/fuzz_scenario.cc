@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/errors.h"
+#include "core/base/errors.h"
 #include "server/scenario.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

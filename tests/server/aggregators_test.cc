@@ -7,9 +7,9 @@
 #include <cstring>
 #include <vector>
 
-#include "core/errors.h"
-#include "core/fedvote_quantizer.h"
-#include "core/rng.h"
+#include "core/base/errors.h"
+#include "core/compression/fedvote_quantizer.h"
+#include "core/base/rng.h"
 #include "server/aggregator.h"
 
 namespace fedsim {

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "clients/device_profile.h"
-#include "core/config.h"
-#include "core/errors.h"
-#include "core/rng.h"
+#include "core/base/config.h"
+#include "core/base/errors.h"
+#include "core/base/rng.h"
 #include "server/energy.h"
 #include "server/link_model.h"
 #include "server/population.h"

@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "core/errors.h"
-#include "core/model.h"
-#include "core/partition.h"
-#include "core/rng.h"
+#include "core/base/errors.h"
+#include "core/models/model.h"
+#include "core/data/partition.h"
+#include "core/base/rng.h"
 #include "server/scenario.h"
 #include "server/simulation.h"
 #include "wire.pb.h"  // generated from core/wire.proto

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/errors.h"
+#include "core/base/errors.h"
 #include "server/scenario.h"
 #include "server/simulation.h"
 

@@ -5,10 +5,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/model.h"
+#include "core/models/model.h"
 #include "server/metrics.h"
 #include "server/scenario.h"
-#include "core/errors.h"
+#include "core/base/errors.h"
 #include "server/simulation.h"
 
 namespace fedsim {

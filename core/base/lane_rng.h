@@ -1,0 +1,34 @@
+// Bulk random words for the quantizers: kLanes interleaved xoshiro256**
+// streams (Blackman & Vigna) advanced together in SIMD, several times the
+// throughput of drawing from one Rng, whose next step always waits for the
+// previous one.
+//
+// Determinism: the lanes are seeded from a single draw of the Rng passed to
+// the constructor (expanded with SplitMix64, as xoshiro's authors recommend
+// for seeding), so a LaneRng is as reproducible as the Rng it came from, and
+// its output does not depend on which SIMD clone runs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/base/rng.h"
+
+namespace fedsim {
+
+class LaneRng {
+ public:
+  static constexpr std::size_t kLanes = 8;
+
+  // Consumes exactly one draw of `rng`.
+  explicit LaneRng(Rng& rng);
+
+  // Writes `steps` * kLanes words; out[t * kLanes + j] is lane j's t-th
+  // output. All 64 bits of every word are uniform.
+  void fill(std::uint64_t* out, std::size_t steps);
+
+ private:
+  alignas(64) std::uint64_t state_[4][kLanes];
+};
+
+}  // namespace fedsim

@@ -1,0 +1,121 @@
+#include "core/compression/compressor.h"
+
+#include "core/base/errors.h"
+
+namespace fedsim {
+
+StageRegistry& StageRegistry::instance() {
+  static StageRegistry registry;
+  return registry;
+}
+
+bool StageRegistry::add(const std::string& name, StageKind kind,
+                        std::function<std::unique_ptr<Compressor>(const Config&, StageContext&)> make,
+                        std::string summary) {
+  entries_[name] = {StageFactory{kind, std::move(make)}, std::move(summary)};
+  return true;
+}
+
+const StageFactory* StageRegistry::find(const std::string& name) const {
+  auto it = entries_.find(name);
+  return it == entries_.end() ? nullptr : &it->second.first;
+}
+
+std::string StageRegistry::known_names() const {
+  std::string out;
+  for (const auto& [name, entry] : entries_) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
+
+PipelineSpec PipelineSpec::float32() { return PipelineSpec(); }
+
+PipelineSpec PipelineSpec::parse(const Config& parent, const std::string& key) {
+  PipelineSpec spec;
+  if (!parent.has(key)) {
+    parent.get_string(key, "");  // mark as read
+    return spec;
+  }
+  std::vector<Config> items = parent.children(key);
+  int phase = 0;  // 0 transforms, 1 after quantizer
+  bool have_quantizer = false;
+  for (const Config& item : items) {
+    std::string name;
+    Config settings(YAML::Node(YAML::NodeType::Map), item.file(), item.path());
+    if (item.is_scalar()) {
+      name = item.as_string();
+    } else if (item.is_map() && item.keys().size() == 1) {
+      name = item.keys()[0];
+      settings = item.child(name);
+    } else {
+      item.fail("", "a stage name or {name: {settings}}", "something else");
+    }
+    const StageFactory* factory = StageRegistry::instance().find(name);
+    if (!factory)
+      throw InputError(item.where() + ": unknown compression stage '" + name +
+                       "', expected one of: " + StageRegistry::instance().known_names());
+    if (factory->kind == StageKind::kTransform && phase > 0)
+      throw InputError(item.where() + ": transform stage '" + name + "' must come before the quantizer");
+    if (factory->kind == StageKind::kQuantizer) {
+      if (have_quantizer) throw InputError(item.where() + ": a second quantizer '" + name + "'; a pipeline has exactly one");
+      have_quantizer = true;
+      phase = 1;
+    }
+    if (factory->kind == StageKind::kCoder) phase = 1;
+    spec.stages_.push_back(Stage{name, settings, factory});
+  }
+  if (!spec.stages_.empty() && !have_quantizer) {
+    // Transforms or coders alone wrap a float32 quantizer.
+    std::size_t pos = 0;
+    while (pos < spec.stages_.size() && spec.stages_[pos].factory->kind == StageKind::kTransform) ++pos;
+    const StageFactory* f32 = StageRegistry::instance().find("float32");
+    spec.stages_.insert(spec.stages_.begin() + static_cast<long>(pos),
+                        Stage{"float32", Config(YAML::Node(YAML::NodeType::Map), parent.file(), parent.path()), f32});
+  }
+  // Build one instance now so that every stage validates its settings at load.
+  spec.make(16, {Layer{"all", 0, 16}}, 0);
+  for (const Stage& s : spec.stages_) s.settings.finish();
+  return spec;
+}
+
+std::unique_ptr<Compressor> PipelineSpec::make(std::size_t dim, const std::vector<Layer>& layers,
+                                               std::uint64_t shared_seed) const {
+  if (stages_.empty()) {
+    const StageFactory* f32 = StageRegistry::instance().find("float32");
+    StageContext ctx{dim, layers, shared_seed, nullptr};
+    return f32->make(Config(YAML::Node(YAML::NodeType::Map), "<default>"), ctx);
+  }
+  // Build inside out: quantizer, then coders (first listed innermost), then
+  // transforms (last listed innermost).
+  std::size_t q = 0;
+  while (stages_[q].factory->kind != StageKind::kQuantizer) ++q;
+  std::unique_ptr<Compressor> current;
+  auto build = [&](const Stage& s) {
+    StageContext ctx{dim, layers, shared_seed, std::move(current)};
+    current = s.factory->make(s.settings, ctx);
+  };
+  build(stages_[q]);
+  for (std::size_t i = q + 1; i < stages_.size(); ++i) build(stages_[i]);
+  for (std::size_t i = q; i-- > 0;) build(stages_[i]);
+  return current;
+}
+
+std::string PipelineSpec::quantizer_name() const {
+  for (const auto& s : stages_)
+    if (s.factory->kind == StageKind::kQuantizer) return s.name;
+  return "float32";
+}
+
+const Config* PipelineSpec::quantizer_settings() const {
+  for (const auto& s : stages_)
+    if (s.factory->kind == StageKind::kQuantizer) return &s.settings;
+  return nullptr;
+}
+
+std::string PipelineSpec::describe() const {
+  if (stages_.empty()) return "float32";
+  std::string out;
+  for (const auto& s : stages_) out += (out.empty() ? "" : " > ") + s.name;
+  return out;
+}
+
+}  // namespace fedsim

@@ -1,0 +1,113 @@
+#include "core/compression/hadamard_rotation.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace fedsim {
+namespace {
+
+// In-place Walsh-Hadamard butterflies on a power-of-two block, then the
+// 1/sqrt(size) that makes it orthonormal (and its own inverse).
+void fwht(float* x, std::size_t size) {
+  for (std::size_t half = 1; half < size; half <<= 1) {
+    for (std::size_t start = 0; start < size; start += 2 * half) {
+      for (std::size_t i = start; i < start + half; ++i) {
+        const float a = x[i];
+        const float b = x[i + half];
+        x[i] = a + b;
+        x[i + half] = a - b;
+      }
+    }
+  }
+  if (size > 1) {
+    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(size)));
+    for (std::size_t i = 0; i < size; ++i) x[i] *= scale;
+  }
+}
+
+bool all_finite(std::span<const float> x) {
+  return std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); });
+}
+
+void check_size(std::size_t got, std::size_t expected) {
+  if (got != expected)
+    throw std::invalid_argument("hadamard_rotation: vector of " + std::to_string(got) + " values, built for " +
+                                std::to_string(expected));
+}
+
+}  // namespace
+
+HadamardRotation::HadamardRotation(std::unique_ptr<Compressor> inner, std::size_t dim, std::size_t block,
+                                   std::uint64_t shared_seed)
+    : inner_(std::move(inner)), signs_(dim), rotated_(dim) {
+  if (block == 0 || !std::has_single_bit(block)) throw std::invalid_argument("hadamard_rotation: block must be a power of two");
+  std::size_t offset = 0;
+  for (; offset + block <= dim; offset += block) blocks_.push_back({offset, block});
+  for (std::size_t size = block >> 1; size > 0; size >>= 1) {
+    if ((dim - offset) & size) {
+      blocks_.push_back({offset, size});
+      offset += size;
+    }
+  }
+  Rng rng = Rng::derive(shared_seed, Stream::kShared, {kSeedTag});
+  std::uint64_t bits = 0;
+  for (std::size_t i = 0; i < dim; ++i) {
+    if (i % 64 == 0) bits = rng();
+    signs_[i] = ((bits >> (i % 64)) & 1) ? -1.0f : 1.0f;
+  }
+}
+
+void HadamardRotation::rotate(std::span<float> x) const {
+  check_size(x.size(), signs_.size());
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] *= signs_[i];
+  for (const Block& b : blocks_) fwht(x.data() + b.offset, b.size);
+}
+
+void HadamardRotation::unrotate(std::span<float> x) const {
+  check_size(x.size(), signs_.size());
+  for (const Block& b : blocks_) fwht(x.data() + b.offset, b.size);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] *= signs_[i];
+}
+
+void HadamardRotation::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) {
+  check_size(v.size(), signs_.size());
+  check_size(reconstructed.size(), signs_.size());
+  const std::size_t start = out.size();
+  std::copy(v.begin(), v.end(), rotated_.begin());
+  rotate(rotated_);
+  inner_->encode(rotated_, rng, out, reconstructed);
+  unrotate(reconstructed);
+  // decode() rejects what does not rotate back to finite values; so must encode().
+  if (!all_finite(reconstructed)) {
+    out.resize(start);
+    throw std::invalid_argument("hadamard_rotation: the reconstruction overflows float when rotated back");
+  }
+}
+
+void HadamardRotation::decode(std::span<const std::uint8_t> payload, std::span<float> out) {
+  check_size(out.size(), signs_.size());
+  inner_->decode(payload, out);
+  unrotate(out);
+  // Finite values near the float limit from a corrupted payload can overflow
+  // in the butterflies.
+  if (!all_finite(out)) throw DecodeError("hadamard_rotation: decoded values overflow float when rotated back");
+}
+
+namespace {
+
+FEDSIM_REGISTER_STAGE(
+    "hadamard_rotation", StageKind::kTransform,
+    [](const Config& settings, StageContext& ctx) -> std::unique_ptr<Compressor> {
+      const auto block = settings.get_int("block", 1024, 1, std::int64_t{1} << 24);
+      if (!std::has_single_bit(static_cast<std::uint64_t>(block)))
+        settings.fail("block", "a power of two", std::to_string(block));
+      return std::make_unique<HadamardRotation>(std::move(ctx.inner), ctx.dim, static_cast<std::size_t>(block),
+                                                ctx.shared_seed);
+    },
+    "randomized Hadamard rotation H D in power-of-two blocks (block, default 1024); flattens v before quantizing");
+
+}  // namespace
+}  // namespace fedsim

@@ -1,0 +1,62 @@
+// Randomized Hadamard rotation before quantization (Suresh et al. 2017
+// "Distributed mean estimation with limited communication"; Saha et al.,
+// random-subspace / Hadamard embedding): x -> H D x with D random +-1 signs
+// and H the orthonormal Walsh-Hadamard matrix spreads a vector's energy so
+// every coordinate is about ||x|| / sqrt(block); the quantizer then works on
+// a flat vector. The receiver applies the inverse D H (H is symmetric and
+// orthonormal) to what the quantizer reconstructs.
+//
+// The dimension is kept: the inner stage was built for n coordinates, so the
+// vector is not padded. It is cut into blocks of `block` coordinates (a power
+// of two; setting, default 1024), and the tail of r < block coordinates into
+// power-of-two blocks following the binary digits of r, largest first (e.g.
+// r = 13 -> 8, 4, 1). Each block gets its own fast Walsh-Hadamard transform,
+// O(n log block); a block of 1 gets only its sign. So the map is orthonormal
+// for every n; tail coordinates are mixed over smaller blocks.
+//
+// D is drawn once, at construction, from Rng::derive(shared_seed,
+// Stream::kShared, {kSeedTag}): both ends know it, nothing is sent. The
+// stage adds no bytes. unbiased() is the inner stage's (the map is linear).
+// encode()/decode() throw std::invalid_argument on a vector of another size
+// than the one built for. Rotating back can overflow float for values near
+// its limit: decode() then throws DecodeError, and encode() (after undoing
+// its output) std::invalid_argument, so that the two always agree.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/compression/compressor.h"
+
+namespace fedsim {
+
+class HadamardRotation final : public Compressor {
+ public:
+  static constexpr std::uint64_t kSeedTag = 0x68616461'6d617264ULL;  // "hadamard"
+
+  HadamardRotation(std::unique_ptr<Compressor> inner, std::size_t dim, std::size_t block, std::uint64_t shared_seed);
+
+  void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
+  void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
+  bool unbiased() const override { return inner_->unbiased(); }
+
+  // x <- H D x and its inverse x <- D H x, blockwise, in place.
+  void rotate(std::span<float> x) const;
+  void unrotate(std::span<float> x) const;
+
+  struct Block {
+    std::size_t offset;
+    std::size_t size;
+  };
+  const std::vector<Block>& blocks() const { return blocks_; }
+
+ private:
+  std::unique_ptr<Compressor> inner_;
+  std::vector<Block> blocks_;
+  std::vector<float> signs_;    // D, +-1
+  std::vector<float> rotated_;  // scratch
+};
+
+}  // namespace fedsim

@@ -1,0 +1,67 @@
+// Logarithmic quantization of sparse key-value gradients, after FastSGD:
+// values are mapped to small integers on a log scale and filtered by a
+// threshold; keys (positions) are delta-coded with an adaptive bit width.
+//
+// With M = max|v_i| and codes c = 0 .. C, C = 2^bits - 1, the magnitudes
+// are m_c = M * base^-c (base^-c rounded to float32 once, times M in float32;
+// the same on both ends). A kept coordinate with m_c' < |v_i| <= m_(c'-1)
+// is rounded stochastically to m_(c'-1) or m_c', with the probability that
+// makes the expectation |v_i| (the probability is computed from the float32
+// magnitudes themselves). Below the smallest magnitude m_C the neighbours are
+// m_C and 0: no clipping bias, such entries are usually dropped (sent as 0).
+// Above: none, M is the top. Hence unbiased for every coordinate not removed
+// by the threshold; coordinates with |v_i| < threshold are sent as zero
+// (bias -v_i). unbiased() is true only with threshold 0 (the default).
+//
+// Settings (stage "log_quant"): `base` in (1, 1000] (default 2), `bits` in
+// [1, 8] (default 4), and at most one of `threshold` (absolute, >= 0) or
+// `relative` (threshold = relative * M, in [0, 1); default 0).
+//
+// Wire format (one bit stream, LSB-first, zero padded to a byte at the end;
+// the decoder knows n, base and bits): M as float32; Elias gamma of (number
+// of entries + 1); the entries in blocks of 64 (the last may be shorter),
+// each block: 6 bits w, then per entry (gap - 1) in w bits (gap between
+// 1-based positions, the first from position 0), a sign bit (1 = negative),
+// and c in `bits` bits. w is the bit width of the block's largest gap - 1.
+// Decoding throws DecodeError on a non-finite or negative M, a count > n,
+// w > 57, a position past n, an entry whose magnitude is 0 (never sent),
+// truncation or trailing bits. encode() throws std::invalid_argument on a
+// non-finite input.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/compression/compressor.h"
+
+namespace fedsim {
+
+class LogQuantizer final : public Compressor {
+ public:
+  enum class Mode { kAbsolute, kRelative };
+  static constexpr std::size_t kBlock = 64;
+  static constexpr int kWidthBits = 6;
+
+  LogQuantizer(double base, int bits, Mode mode, double threshold);
+
+  void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
+  void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
+  bool unbiased() const override { return threshold_ == 0.0; }
+
+  // m_c / M for c = 0 .. 2^bits - 1.
+  const std::vector<float>& ratios() const { return ratios_; }
+
+ private:
+  void fill_magnitudes(float max_abs);  // magnitudes_ = M * ratios_, then a 0
+
+  int bits_;
+  Mode mode_;
+  double threshold_;
+  std::vector<float> ratios_;
+  std::vector<float> magnitudes_;          // scratch, size 2^bits + 1
+  std::vector<std::size_t> positions_;     // scratch: kept entries
+  std::vector<std::uint8_t> codes_;        // scratch: their codes
+};
+
+}  // namespace fedsim
