@@ -9,7 +9,7 @@
 #include <string>
 
 #include "clients/local_training.h"
-#include "core/compression/compressor.h"
+#include "core/compression/pipeline.h"
 #include "core/data/dataset.h"
 #include "core/models/model.h"
 

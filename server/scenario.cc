@@ -21,11 +21,8 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 template <class RegistryT>
 std::string registered_name(const Config& c, const std::string& key, const std::string& fallback) {
   const std::string name = c.get_string(key, fallback);
-  if (!RegistryT::instance().contains(name)) {
-    std::string known;
-    for (const auto& [n, e] : RegistryT::instance().entries()) known += (known.empty() ? "" : ", ") + n;
-    c.fail(key, "one of: " + known, "'" + name + "'");
-  }
+  if (!RegistryT::instance().contains(name))
+    c.fail(key, "one of: " + RegistryT::instance().known_names(), "'" + name + "'");
   return name;
 }
 

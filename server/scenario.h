@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "clients/local_training.h"
-#include "core/compression/compressor.h"
+#include "core/compression/pipeline.h"
 #include "core/base/config.h"
 
 namespace fedsim {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/compression/compressor.h"
+#include "core/compression/pipeline.h"
 #include "core/base/config.h"
 #include "core/base/errors.h"
 #include "core/base/rng.h"

@@ -98,9 +98,10 @@ std::size_t parse_count(const Args& a, const std::string& option, std::size_t fa
 }
 
 std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  // Up to EB: a uint64 byte count then stays within "18.4 EB".
+  const char* units[] = {"B", "KB", "MB", "GB", "TB", "PB", "EB"};
   int u = 0;
-  while (bytes >= 1000.0 && u < 4) bytes /= 1000.0, ++u;
+  while (bytes >= 1000.0 && u < 6) bytes /= 1000.0, ++u;
   std::ostringstream s;
   s << std::fixed << std::setprecision(bytes < 10 ? 2 : 1) << bytes << ' ' << units[u];
   return s.str();
@@ -111,6 +112,19 @@ std::string fixed(double v, int digits) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(digits) << v;
   return s.str();
+}
+
+// A table cell for a column of `width`: fixed with `digits` decimals, or
+// scientific with as many as fit when fixed would leave no space before the
+// cell (a diverged loss of 1e30 has 31 digits before the point).
+std::string cell(double v, int digits, int width) {
+  std::string s = fixed(v, digits);
+  for (int precision = digits; static_cast<int>(s.size()) >= width && precision >= 0; --precision) {
+    std::ostringstream e;
+    e << std::scientific << std::setprecision(precision) << v;
+    s = e.str();
+  }
+  return s;
 }
 
 // A one-line progress bar on stderr, redrawn at most ten times a second.
@@ -168,9 +182,10 @@ void print_summary(std::ostream& out, const Scenario& sc, const Simulation& sim,
       down += s.rounds[next].bytes_down;
       energy += s.rounds[next].energy_j;
     }
-    out << std::setw(7) << m.round << std::setw(12) << fixed(m.sim_time_s, 1) << std::setw(10)
-        << fixed(m.test_accuracy, 4) << std::setw(11) << fixed(m.test_loss, 4) << std::setw(12) << human_bytes(up)
-        << std::setw(12) << human_bytes(down) << std::setw(12) << fixed(energy, 1) << "\n";
+    out << std::setw(7) << cell(static_cast<double>(m.round), 0, 7) << std::setw(12) << cell(m.sim_time_s, 1, 12)
+        << std::setw(10) << cell(m.test_accuracy, 4, 10) << std::setw(11) << cell(m.test_loss, 4, 11)
+        << std::setw(12) << human_bytes(up) << std::setw(12) << human_bytes(down) << std::setw(12)
+        << cell(energy, 1, 12) << "\n";
   }
   double best = NAN;
   for (const RoundMetrics* m : evaluated) best = std::isnan(best) ? m->test_accuracy : std::max(best, m->test_accuracy);
@@ -228,10 +243,10 @@ int cmd_list() {
   list_registry(out, "device profiles (population[].profile)", DeviceProfileRegistry::instance());
   out << "compression stages (uplink / downlink lists):\n";
   for (const auto& [name, entry] : StageRegistry::instance().entries()) {
-    const char* kind = entry.first.kind == StageKind::kTransform ? "transform"
-                       : entry.first.kind == StageKind::kQuantizer ? "quantizer"
-                                                                   : "coder";
-    out << "  " << std::left << std::setw(25) << name << " " << std::setw(10) << kind << " " << entry.second << "\n";
+    const char* kind = entry.meta == StageKind::kTransform ? "transform"
+                       : entry.meta == StageKind::kQuantizer ? "quantizer"
+                                                             : "coder";
+    out << "  " << std::left << std::setw(25) << name << " " << std::setw(10) << kind << " " << entry.summary << "\n";
   }
   out << std::right;
   return kOk;

@@ -94,18 +94,46 @@ std::string Config::key_path(const std::string& key) const {
   return path_.empty() ? key : path_ + "." + key;
 }
 
+namespace {
+
+// A node that came from a --set override has no line in the file (its mark
+// points into the override's own text, or nowhere), so messages name the
+// option instead. yaml-cpp keeps no other per-node annotation than the tag:
+// apply_override tags every value it adds with kOverrideTag + the assignment.
+const std::string kOverrideTag = "!fedsim-set:";
+
+void tag_as_override(YAML::Node node, const std::string& assignment) {
+  node.SetTag(kOverrideTag + assignment);
+  if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it) tag_as_override(it->second, assignment);
+  } else if (node.IsSequence()) {
+    for (YAML::Node item : node) tag_as_override(item, assignment);
+  }
+}
+
+// "--set a.b=1" for a value tagged by apply_override, else "".
+std::string override_origin(const YAML::Node& node) {
+  const std::string& tag = node.Tag();
+  return tag.starts_with(kOverrideTag) ? "--set " + tag.substr(kOverrideTag.size()) : "";
+}
+
+}  // namespace
+
 std::string Config::where(const std::string& key) const {
   int line = node_.Mark().line;
+  std::string origin;  // the --set option the value came from, if any
   if (!key.empty() && node_.IsMap()) {
     for (auto it = node_.begin(); it != node_.end(); ++it) {
       if (it->first.as<std::string>() == key) {
         line = it->first.Mark().line;
+        origin = override_origin(it->second);
         break;
       }
     }
   }
-  std::string out = file_;
-  if (line >= 0) out += ":" + std::to_string(line + 1);
+  if (origin.empty()) origin = override_origin(node_);
+  std::string out = origin.empty() ? file_ : origin;
+  if (origin.empty() && line >= 0) out += ":" + std::to_string(line + 1);
   const std::string k = key_path(key);
   if (!k.empty()) out += ": " + k;
   return out;
@@ -316,10 +344,8 @@ void Config::finish() const {
   if (node_.IsMap()) {
     for (auto it = node_.begin(); it != node_.end(); ++it) {
       const std::string k = it->first.as<std::string>();
-      if (!used_->count(k)) {
-        throw InputError(file_ + ":" + std::to_string(it->first.Mark().line + 1) + ": " + key_path(k) +
-                         ": unknown key (not part of the schema; see the README's scenario table)");
-      }
+      if (!used_->count(k))
+        throw InputError(where(k) + ": unknown key (not part of the schema; see the README's scenario table)");
     }
   }
   for (const auto& c : *visited_children_) c.finish();
@@ -338,6 +364,7 @@ void Config::apply_override(YAML::Node root, const std::string& assignment) {
     throw InputError("--set " + assignment + ": invalid YAML value: " + e.msg);
   }
   check_keys_are_scalars(value, "--set " + assignment);
+  tag_as_override(value, assignment);
   std::vector<std::string> parts;
   std::size_t start = 0;
   while (true) {
@@ -351,7 +378,9 @@ void Config::apply_override(YAML::Node root, const std::string& assignment) {
   for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
     YAML::Node next = chain.back()[parts[i]];
     if (!next.IsDefined() || next.IsNull()) {
-      chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      YAML::Node created(YAML::NodeType::Map);
+      tag_as_override(created, assignment);
+      chain.back()[parts[i]] = created;
       next = chain.back()[parts[i]];
     }
     if (!next.IsMap()) throw InputError("--set " + assignment + ": '" + parts[i] + "' is not a mapping");

@@ -62,7 +62,8 @@ class Config {
   // children obtained through child()/children()) that was never read.
   void finish() const;
 
-  // "file:line: key" for messages about this node or one of its keys.
+  // "file:line: key" for messages about this node or one of its keys;
+  // "--set a.b=v: key" when the value came from that override (no line).
   std::string where(const std::string& key = "") const;
   [[noreturn]] void fail(const std::string& key, const std::string& expected, const std::string& found) const;
 
@@ -71,6 +72,7 @@ class Config {
   const YAML::Node& node() const { return node_; }
 
   // Applies a command-line override `a.b.c=value` (value parsed as YAML).
+  // The nodes it adds remember the assignment, for where().
   static void apply_override(YAML::Node root, const std::string& assignment);
 
  private:

@@ -1,11 +1,9 @@
-// Compression stages and the pipeline that composes them.
+// The Compressor contract and the registry of compression stages.
 //
-// A scenario lists the stages of one direction in order, e.g.
-//   uplink: [error_feedback, hadamard_rotation, {qsgd: {levels: 16, bucket: 512}}, zstd]
 // Kinds: transforms (error feedback, rotation, predictive coding, censoring)
-// come first, then exactly one quantizer (float32 when none is named), then
-// byte coders (zstd). They nest: each transform and coder wraps the next
-// stage, so the pipeline is itself a Compressor.
+// come first in a pipeline, then exactly one quantizer (float32 when none is
+// named), then byte coders (zstd). They nest: each transform and coder wraps
+// the next stage, so a pipeline (pipeline.h) is itself a Compressor.
 #pragma once
 
 #include <cstdint>
@@ -55,52 +53,12 @@ struct StageContext {
   std::unique_ptr<Compressor> inner;  // null for quantizers
 };
 
-struct StageFactory {
-  StageKind kind;
-  std::function<std::unique_ptr<Compressor>(const Config&, StageContext&)> make;
-};
-
-class StageRegistry {
- public:
-  static StageRegistry& instance();
-  bool add(const std::string& name, StageKind kind,
-           std::function<std::unique_ptr<Compressor>(const Config&, StageContext&)> make, std::string summary);
-  const StageFactory* find(const std::string& name) const;
-  std::string known_names() const;
-  const std::map<std::string, std::pair<StageFactory, std::string>>& entries() const { return entries_; }
-
- private:
-  std::map<std::string, std::pair<StageFactory, std::string>> entries_;
-};
+// Stages by the names scenario files use; each entry's meta is the stage's
+// kind, which fixes its place in a pipeline.
+using StageRegistry = BasicRegistry<Compressor, StageKind, const Config&, StageContext&>;
 
 #define FEDSIM_REGISTER_STAGE(name, kind, factory, summary)                               \
   [[maybe_unused]] static const bool FEDSIM_CONCAT(fedsim_stage_registered_, __LINE__) = \
-      ::fedsim::StageRegistry::instance().add(name, kind, factory, summary)
-
-// A validated pipeline description: parsed once from the scenario, then
-// instantiated per client and end with make().
-class PipelineSpec {
- public:
-  // `list` is the sequence node (or a missing key: plain float32). Checks
-  // names, order and every stage's settings now, so errors surface at load.
-  static PipelineSpec parse(const Config& parent, const std::string& key);
-  static PipelineSpec float32();
-
-  std::unique_ptr<Compressor> make(std::size_t dim, const std::vector<Layer>& layers, std::uint64_t shared_seed) const;
-  // "error_feedback > qsgd > zstd"
-  std::string describe() const;
-  bool is_plain_float32() const { return stages_.empty(); }
-  // The quantizer stage's name ("float32" when none is listed) and settings.
-  std::string quantizer_name() const;
-  const Config* quantizer_settings() const;
-
- private:
-  struct Stage {
-    std::string name;
-    Config settings;
-    const StageFactory* factory;
-  };
-  std::vector<Stage> stages_;  // transforms..., quantizer, coders... (empty = float32)
-};
+      ::fedsim::StageRegistry::instance().add(name, factory, summary, kind)
 
 }  // namespace fedsim

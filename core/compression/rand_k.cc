@@ -4,7 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "core/compression/top_k.h"
+#include "core/compression/sparse_entries.h"
 
 namespace fedsim {
 

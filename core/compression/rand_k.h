@@ -6,11 +6,11 @@
 // Settings (stage "rand_k"): `k` or `fraction` as for top_k (default
 // fraction 0.01).
 //
-// Wire format: the sparse entry list of top_k.h with exactly k entries, the
-// values already scaled by n/k. The positions are sent rather than derived
-// from a seed both ends share: simplest, and robust to a receiver that missed
-// a message; it costs about log2(n/k) + 2 bits per entry over the seeded
-// variant. Positions come from the Rng passed to encode() (Floyd's sampling).
+// Wire format: the sparse entry list of sparse_entries.h with exactly k
+// entries, the values already scaled by n/k. The positions are sent rather
+// than derived from a seed both ends share: simplest, and robust to a receiver
+// that missed a message; it costs about log2(n/k) + 2 bits per entry over the
+// seeded variant. Positions come from the Rng passed to encode() (Floyd's sampling).
 // encode() throws std::invalid_argument when a selected value, scaled, is not
 // finite.
 #pragma once

@@ -10,8 +10,8 @@
 // deterministic function of v. Selection is nth_element on magnitudes:
 // O(n + k log k) per call.
 //
-// Wire format: the sparse entry list below with exactly k entries (the
-// decoder knows k from n and the settings). encode() throws
+// Wire format: the sparse entry list of sparse_entries.h with exactly k
+// entries (the decoder knows k from n and the settings). encode() throws
 // std::invalid_argument on a non-finite input.
 #pragma once
 
@@ -19,27 +19,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/coding/bit_io.h"
 #include "core/compression/compressor.h"
+#include "core/compression/sparse_entries.h"
 
 namespace fedsim {
-
-// The sparse entry list shared by top_k and rand_k: for each entry, in
-// increasing position order, Elias gamma of the gap between 1-based positions
-// (the first gap is the first position itself), then the value as float32;
-// one bit stream, zero padded to a byte at the end. Decoding checks every
-// position against n, rejects non-finite values, writes zeros elsewhere and
-// requires the stream to end there (DecodeError otherwise).
-void write_sparse_entries(BitWriter& writer, std::span<const std::size_t> sorted_indices,
-                          std::span<const float> values_at_indices);
-void read_sparse_entries(std::span<const std::uint8_t> payload, std::size_t count, std::span<float> out,
-                         const char* scheme);
-
-// k for a vector of n coordinates from either setting (k_setting 0 = use fraction).
-std::size_t sparse_count(std::size_t n, std::size_t k_setting, double fraction);
-// Reads the settings `k` / `fraction` (see above); returns k (0 when fraction
-// is used) and sets `fraction`.
-std::size_t read_sparse_count_settings(const Config& settings, double& fraction);
 
 class TopK final : public Compressor {
  public:

@@ -5,36 +5,9 @@
 #include <string>
 
 #include "core/base/errors.h"
-#include "core/models/softmax_regression.h"
+#include "core/models/model_kernels.h"
 
 namespace fedsim {
-
-namespace model_kernels {
-
-double least_squares_block(const arma::fvec& w, float b, const arma::fmat& inputs, const float* targets,
-                           float grad_scale, arma::fvec* grad_w, float* grad_b, std::size_t* correct,
-                           arma::frowvec& residual) {
-  residual = w.t() * inputs;
-  double half_squares = 0.0;
-  double residual_sum = 0.0;
-  std::size_t agree = 0;
-  for (std::size_t j = 0; j < residual.n_elem; ++j) {
-    const float prediction = residual[j] + b;
-    agree += (prediction >= 0.0f) == (targets[j] >= 0.0f);
-    const float r = prediction - targets[j];
-    residual[j] = r;
-    half_squares += 0.5 * static_cast<double>(r) * static_cast<double>(r);
-    residual_sum += r;
-  }
-  if (grad_w) {
-    *grad_w += grad_scale * (inputs * residual.t());
-    *grad_b += grad_scale * static_cast<float>(residual_sum);
-  }
-  if (correct) *correct += agree;
-  return half_squares;
-}
-
-}  // namespace model_kernels
 
 namespace {
 

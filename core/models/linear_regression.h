@@ -34,17 +34,4 @@ class LinearRegression final : public Model {
   std::size_t dim_;
 };
 
-namespace model_kernels {
-
-// One block of a least-squares objective, shared with LsSvm. inputs: dim x n,
-// targets: n. With residual r = w^T x + b - t per column: returns the sum of
-// 0.5 * r^2; if grad_w is given, adds grad_scale * inputs * r to *grad_w and
-// grad_scale * sum(r) to *grad_b; if correct is given, adds the columns whose
-// prediction has the sign of the target (a prediction >= 0 counts as +1).
-// `residual` is caller-owned scratch.
-double least_squares_block(const arma::fvec& w, float b, const arma::fmat& inputs, const float* targets,
-                           float grad_scale, arma::fvec* grad_w, float* grad_b, std::size_t* correct,
-                           arma::frowvec& residual);
-
-}  // namespace model_kernels
 }  // namespace fedsim

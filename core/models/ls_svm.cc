@@ -5,8 +5,7 @@
 #include <string>
 
 #include "core/base/errors.h"
-#include "core/models/linear_regression.h"
-#include "core/models/softmax_regression.h"
+#include "core/models/model_kernels.h"
 
 namespace fedsim {
 namespace {

@@ -3,64 +3,12 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
-#include <cstring>
 #include <string>
 
 #include "core/base/errors.h"
+#include "core/models/model_kernels.h"
 
 namespace fedsim {
-
-namespace model_kernels {
-
-double softmax_cross_entropy(arma::fmat& logits, std::span<const std::uint32_t> labels, float grad_scale,
-                             std::size_t& correct) {
-  const std::size_t classes = logits.n_rows;
-  assert(labels.size() == logits.n_cols);
-  double loss_sum = 0.0;
-  for (std::size_t j = 0; j < logits.n_cols; ++j) {
-    float* z = logits.colptr(j);
-    const std::uint32_t label = labels[j];
-    assert(label < classes);
-    std::size_t argmax = 0;
-    float max = z[0];
-    for (std::size_t c = 1; c < classes; ++c) {
-      if (z[c] > max) {
-        max = z[c];
-        argmax = c;
-      }
-    }
-    if (argmax == label) ++correct;
-    // log-sum-exp with the max subtracted: every exponent <= 0, no overflow;
-    // the loss uses the shifted logit itself, not log(exp(.)), which underflows.
-    const float shifted_label_logit = z[label] - max;
-    float sum = 0.0f;
-    for (std::size_t c = 0; c < classes; ++c) {
-      z[c] = std::exp(z[c] - max);
-      sum += z[c];
-    }
-    loss_sum += static_cast<double>(std::log(sum)) - static_cast<double>(shifted_label_logit);
-    const float inv_sum = 1.0f / sum;
-    const float scale = grad_scale * inv_sum;
-    for (std::size_t c = 0; c < classes; ++c) z[c] *= scale;
-    z[label] -= grad_scale;
-  }
-  return loss_sum;
-}
-
-void gather(const Dataset& data, std::span<const std::uint32_t> batch, std::size_t first, std::size_t n,
-            arma::fmat& out, std::vector<std::uint32_t>* labels) {
-  const std::size_t dim = data.dim();
-  out.set_size(dim, n);
-  if (labels) labels->resize(n);
-  for (std::size_t j = 0; j < n; ++j) {
-    const std::uint32_t index = batch[first + j];
-    assert(index < data.size());
-    std::memcpy(out.colptr(j), data.features.colptr(index), dim * sizeof(float));
-    if (labels) (*labels)[j] = data.labels[index];
-  }
-}
-
-}  // namespace model_kernels
 
 namespace {
 

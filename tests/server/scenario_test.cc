@@ -137,5 +137,32 @@ TEST(ScenarioErrors, ComplexOrMissingKeysAreRejected) {
             std::string::npos);
 }
 
+TEST(ScenarioErrors, QuantizerAfterCoderIsRejected) {
+  const std::string order = " (order: transforms, one quantizer, coders)";
+  EXPECT_EQ(error_of(std::string(kGood) + "uplink: [zstd, qsgd]\n"),
+            "bad.yaml:7: uplink[1]: quantizer 'qsgd' must come before coder 'zstd'" + order);
+  EXPECT_EQ(error_of(std::string(kGood) + "downlink:\n  - error_feedback\n  - zstd\n  - {qsgd: {levels: 4}}\n"),
+            "bad.yaml:10: downlink[2]: quantizer 'qsgd' must come before coder 'zstd'" + order);
+  EXPECT_EQ(error_of(kGood, {"uplink=[zstd, terngrad]"}),
+            "--set uplink=[zstd, terngrad]: uplink[1]: quantizer 'terngrad' must come before coder 'zstd'" + order);
+  EXPECT_EQ(error_of(std::string(kGood) + "uplink: [error_feedback, qsgd, zstd]\n"), "");
+  EXPECT_EQ(error_of(std::string(kGood) + "uplink: [zstd]\n"), "");  // around float32
+}
+
+TEST(ScenarioErrors, OverrideErrorsNameTheOptionNotALine) {
+  const std::string unknown = ": unknown key (not part of the schema; see the README's scenario table)";
+  EXPECT_EQ(error_of(kGood, {"foo.bar=1"}), "--set foo.bar=1: foo" + unknown);
+  EXPECT_EQ(error_of(kGood, {"model.nmae=x"}), "--set model.nmae=x: model.nmae" + unknown);
+  EXPECT_EQ(error_of(kGood, {"uplink=[{qsgd: {levls: 7}}]"}),
+            "--set uplink=[{qsgd: {levls: 7}}]: uplink[0].qsgd.levls" + unknown);
+  EXPECT_EQ(error_of(kGood, {"rounds=abc"}), "--set rounds=abc: rounds: expected an integer, found 'abc'");
+  EXPECT_EQ(error_of(kGood, {"rounds=3", "server.deadline_s=soon"}),
+            "--set server.deadline_s=soon: server.deadline_s: expected a number, found 'soon'");
+  // A later override of the same key is the one named; keys from the file keep their line.
+  EXPECT_EQ(error_of(kGood, {"rounds=abc", "rounds=-1"}),
+            "--set rounds=-1: rounds: expected an integer in [1, 100000000], found '-1'");
+  EXPECT_EQ(error_of(std::string(kGood) + "lerning_rate: 0.1\n", {"rounds=3"}), "bad.yaml:7: lerning_rate" + unknown);
+}
+
 }  // namespace
 }  // namespace fedsim

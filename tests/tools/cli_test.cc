@@ -103,5 +103,45 @@ TEST(Cli, RunWritesMetricsAndClientFiles) {
   EXPECT_EQ(count_lines(out / "clients.csv"), 1u + 12u);
 }
 
+TEST(Cli, OverrideErrorNamesTheOption) {
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli({"validate", write_scenario("o.yaml", kTiny).string(), "--set", "foo.bar=1"}), 2);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find(
+                "--set foo.bar=1: foo: unknown key (not part of the schema; see the README's scenario table)"),
+            std::string::npos);
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(cli({"run", write_scenario("o.yaml", kTiny).string(), "--set", "rounds=abc"}), 2);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("--set rounds=abc: rounds: expected an integer, found 'abc'"),
+            std::string::npos);
+}
+
+TEST(Cli, DivergedLossFitsItsColumn) {
+  // Learning rates of 1e6 on both ends: the weights and the test loss grow to
+  // about 1e13 but stay finite, so the run completes and prints its table.
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(cli({"run", write_scenario("d.yaml", kTiny).string(), "--set", "learning_rate=1e6", "--set",
+                 "server_learning_rate=1e6"}),
+            0);
+  const std::string summary = testing::internal::GetCapturedStdout();
+  std::istringstream lines(summary);
+  std::string line;
+  while (std::getline(lines, line) && line.find("test_loss") == std::string::npos) {
+  }
+  ASSERT_FALSE(line.empty()) << summary;
+  // Columns right-aligned in widths 7, 12, 10, 11, 12, 12, 12: a cell that
+  // fits leaves the first character of its column blank.
+  const std::vector<std::size_t> starts{0, 7, 19, 29, 40, 52, 64};
+  std::size_t rows = 0;
+  double largest_loss = 0.0;
+  while (std::getline(lines, line) && !line.empty()) {
+    ++rows;
+    EXPECT_EQ(line.size(), 76u) << line;
+    for (std::size_t start : starts) EXPECT_EQ(line.substr(start, 1), " ") << start << " in: " << line;
+    largest_loss = std::max(largest_loss, std::stod(line.substr(29, 11)));
+  }
+  EXPECT_EQ(rows, 3u) << summary;  // rounds 2, 4 and the last
+  EXPECT_GT(largest_loss, 1e6) << summary;  // so large that a fixed 4-decimal cell would not fit
+}
+
 }  // namespace
 }  // namespace fedsim

@@ -23,6 +23,7 @@
 #include "core/compression/log_quantizer.h"
 #include "core/compression/natural_compression.h"
 #include "core/compression/natural_dithering.h"
+#include "core/compression/pipeline.h"
 #include "core/compression/rand_k.h"
 #include "core/compression/sign_compressor.h"
 #include "core/compression/terngrad.h"

@@ -28,6 +28,7 @@
 #include "core/compression/compressor.h"
 #include "core/base/config.h"
 #include "core/base/errors.h"
+#include "core/compression/pipeline.h"
 #include "tests/core/compression/stage_pipelines.h"
 
 namespace fedsim {

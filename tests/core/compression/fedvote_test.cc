@@ -9,6 +9,7 @@
 #include "core/compression/compressor.h"
 #include "core/base/errors.h"
 #include "core/compression/fedvote_quantizer.h"
+#include "core/compression/pipeline.h"
 #include "core/models/model.h"
 #include "core/models/tanh_latent_model.h"
 
@@ -156,15 +157,15 @@ TEST(TanhLatentModel, InitMapsInnerWeightsThroughAtanh) {
 // ---- quantizers ----
 
 std::unique_ptr<Compressor> make_stage(const std::string& name, const std::string& settings = "{}") {
-  const StageFactory* f = StageRegistry::instance().find(name);
+  const StageRegistry::Entry* f = StageRegistry::instance().find(name);
   EXPECT_NE(f, nullptr) << name;
   if (!f) return nullptr;
-  EXPECT_EQ(f->kind, StageKind::kQuantizer);
+  EXPECT_EQ(f->meta, StageKind::kQuantizer);
   const std::string text = "s: " + settings + "\n";
   Config cfg = Config::parse_string(text).child("s");
   StageContext ctx;
   ctx.dim = 16;
-  return f->make(cfg, ctx);
+  return f->factory(cfg, ctx);
 }
 
 // Each h in `grid`, repeated `copies` times; the mean vote per grid value over

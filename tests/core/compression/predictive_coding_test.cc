@@ -9,6 +9,7 @@
 
 #include "core/coding/arithmetic_coder.h"
 #include "core/base/errors.h"
+#include "core/compression/pipeline.h"
 
 namespace fedsim {
 namespace {

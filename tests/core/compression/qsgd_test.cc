@@ -10,6 +10,7 @@
 #include "core/coding/bit_io.h"
 #include "core/base/config.h"
 #include "core/base/errors.h"
+#include "core/compression/pipeline.h"
 
 namespace fedsim {
 namespace {

@@ -14,7 +14,7 @@ namespace fedsim::testing_pipelines {
 inline std::vector<std::string> all() {
   std::vector<std::string> out;
   for (const auto& [name, entry] : StageRegistry::instance().entries()) {
-    switch (entry.first.kind) {
+    switch (entry.meta) {
       case StageKind::kQuantizer:
         out.push_back(name);
         out.push_back("error_feedback, " + name);

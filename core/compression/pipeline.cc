@@ -1,31 +1,8 @@
-#include "core/compression/compressor.h"
+#include "core/compression/pipeline.h"
 
 #include "core/base/errors.h"
 
 namespace fedsim {
-
-StageRegistry& StageRegistry::instance() {
-  static StageRegistry registry;
-  return registry;
-}
-
-bool StageRegistry::add(const std::string& name, StageKind kind,
-                        std::function<std::unique_ptr<Compressor>(const Config&, StageContext&)> make,
-                        std::string summary) {
-  entries_[name] = {StageFactory{kind, std::move(make)}, std::move(summary)};
-  return true;
-}
-
-const StageFactory* StageRegistry::find(const std::string& name) const {
-  auto it = entries_.find(name);
-  return it == entries_.end() ? nullptr : &it->second.first;
-}
-
-std::string StageRegistry::known_names() const {
-  std::string out;
-  for (const auto& [name, entry] : entries_) out += (out.empty() ? "" : ", ") + name;
-  return out;
-}
 
 PipelineSpec PipelineSpec::float32() { return PipelineSpec(); }
 
@@ -36,8 +13,8 @@ PipelineSpec PipelineSpec::parse(const Config& parent, const std::string& key) {
     return spec;
   }
   std::vector<Config> items = parent.children(key);
-  int phase = 0;  // 0 transforms, 1 after quantizer
   bool have_quantizer = false;
+  std::string first_coder;  // empty until a coder is listed
   for (const Config& item : items) {
     std::string name;
     Config settings(YAML::Node(YAML::NodeType::Map), item.file(), item.path());
@@ -49,25 +26,28 @@ PipelineSpec PipelineSpec::parse(const Config& parent, const std::string& key) {
     } else {
       item.fail("", "a stage name or {name: {settings}}", "something else");
     }
-    const StageFactory* factory = StageRegistry::instance().find(name);
-    if (!factory)
+    const StageRegistry::Entry* entry = StageRegistry::instance().find(name);
+    if (!entry)
       throw InputError(item.where() + ": unknown compression stage '" + name +
                        "', expected one of: " + StageRegistry::instance().known_names());
-    if (factory->kind == StageKind::kTransform && phase > 0)
+    const StageKind kind = entry->meta;
+    if (kind == StageKind::kTransform && (have_quantizer || !first_coder.empty()))
       throw InputError(item.where() + ": transform stage '" + name + "' must come before the quantizer");
-    if (factory->kind == StageKind::kQuantizer) {
+    if (kind == StageKind::kQuantizer) {
       if (have_quantizer) throw InputError(item.where() + ": a second quantizer '" + name + "'; a pipeline has exactly one");
+      if (!first_coder.empty())
+        throw InputError(item.where() + ": quantizer '" + name + "' must come before coder '" + first_coder +
+                         "' (order: transforms, one quantizer, coders)");
       have_quantizer = true;
-      phase = 1;
     }
-    if (factory->kind == StageKind::kCoder) phase = 1;
-    spec.stages_.push_back(Stage{name, settings, factory});
+    if (kind == StageKind::kCoder && first_coder.empty()) first_coder = name;
+    spec.stages_.push_back(Stage{name, settings, entry});
   }
   if (!spec.stages_.empty() && !have_quantizer) {
     // Transforms or coders alone wrap a float32 quantizer.
     std::size_t pos = 0;
-    while (pos < spec.stages_.size() && spec.stages_[pos].factory->kind == StageKind::kTransform) ++pos;
-    const StageFactory* f32 = StageRegistry::instance().find("float32");
+    while (pos < spec.stages_.size() && spec.stages_[pos].kind() == StageKind::kTransform) ++pos;
+    const StageRegistry::Entry* f32 = StageRegistry::instance().find("float32");
     spec.stages_.insert(spec.stages_.begin() + static_cast<long>(pos),
                         Stage{"float32", Config(YAML::Node(YAML::NodeType::Map), parent.file(), parent.path()), f32});
   }
@@ -80,18 +60,18 @@ PipelineSpec PipelineSpec::parse(const Config& parent, const std::string& key) {
 std::unique_ptr<Compressor> PipelineSpec::make(std::size_t dim, const std::vector<Layer>& layers,
                                                std::uint64_t shared_seed) const {
   if (stages_.empty()) {
-    const StageFactory* f32 = StageRegistry::instance().find("float32");
+    const StageRegistry::Entry* f32 = StageRegistry::instance().find("float32");
     StageContext ctx{dim, layers, shared_seed, nullptr};
-    return f32->make(Config(YAML::Node(YAML::NodeType::Map), "<default>"), ctx);
+    return f32->factory(Config(YAML::Node(YAML::NodeType::Map), "<default>"), ctx);
   }
   // Build inside out: quantizer, then coders (first listed innermost), then
   // transforms (last listed innermost).
   std::size_t q = 0;
-  while (stages_[q].factory->kind != StageKind::kQuantizer) ++q;
+  while (stages_[q].kind() != StageKind::kQuantizer) ++q;
   std::unique_ptr<Compressor> current;
   auto build = [&](const Stage& s) {
     StageContext ctx{dim, layers, shared_seed, std::move(current)};
-    current = s.factory->make(s.settings, ctx);
+    current = s.entry->factory(s.settings, ctx);
   };
   build(stages_[q]);
   for (std::size_t i = q + 1; i < stages_.size(); ++i) build(stages_[i]);
@@ -101,13 +81,13 @@ std::unique_ptr<Compressor> PipelineSpec::make(std::size_t dim, const std::vecto
 
 std::string PipelineSpec::quantizer_name() const {
   for (const auto& s : stages_)
-    if (s.factory->kind == StageKind::kQuantizer) return s.name;
+    if (s.kind() == StageKind::kQuantizer) return s.name;
   return "float32";
 }
 
 const Config* PipelineSpec::quantizer_settings() const {
   for (const auto& s : stages_)
-    if (s.factory->kind == StageKind::kQuantizer) return &s.settings;
+    if (s.kind() == StageKind::kQuantizer) return &s.settings;
   return nullptr;
 }
 
