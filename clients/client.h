@@ -1,21 +1,20 @@
-// A simulated client: its data view, its end of the compression pipelines,
-// and one round of local work from a serialized ModelDown to a serialized
-// UpdateUp.
+// A simulated client: its data view and one round of local work, from the
+// model decoded off the round's ModelDown to the serialized UpdateUp it sends
+// through its codec link (core/wire/codec_link.h).
 #pragma once
 
 #include <armadillo>
 #include <cstdint>
-#include <memory>
 #include <string>
 
 #include "clients/local_training.h"
-#include "core/compression/pipeline.h"
 #include "core/data/dataset.h"
 #include "core/models/model.h"
+#include "core/wire/codec_link.h"
 
 namespace fedsim {
 
-// What the client sends back.
+// What the client sends back (chosen by the algorithm, server/algorithm.h).
 enum class UpdateContent {
   kDifference,  // x_local - x_received (FedPAQ)
   kWeights,     // x_local itself (FedVote: the stage binarizes tanh(k x))
@@ -26,21 +25,20 @@ struct ClientContext {
   const Model* model = nullptr;
   const Dataset* train = nullptr;
   LocalTrainingSettings training;
-  const PipelineSpec* uplink = nullptr;
-  std::vector<Layer> layers;
   UpdateContent content = UpdateContent::kDifference;
   std::uint64_t seed = 0;
 };
 
 struct ClientRoundResult {
   std::string update_bytes;  // serialized wire::UpdateUp
-  double macs = 0.0;         // multiply-adds of the local steps
-  double train_loss = 0.0;
+  double macs = 0.0;         // multiply-adds of the local steps (for the device model)
 };
 
 // Contract: run_round() of different clients may run concurrently; one
 // client runs one round at a time. The result depends only on the inputs
 // and (seed, client id, round): never on timing or thread count.
+// Per-client state: id, data view (a list of sample indices) and precision;
+// its codec link is owned by the server (server/client_state.h).
 class SimClient {
  public:
   // `precision`: the arithmetic of its local training (its population class's
@@ -48,9 +46,10 @@ class SimClient {
   SimClient(std::uint32_t id, IndexView data, Precision precision = Precision::kFp32)
       : id_(id), data_(std::move(data)), precision_(precision) {}
 
-  // `start_model` is the model decoded from the round's ModelDown.
+  // `start_model` is the model decoded from the round's ModelDown, which
+  // carried model version `model_version`; the update goes out through `link`.
   ClientRoundResult run_round(const ClientContext& ctx, std::uint32_t round, std::uint64_t model_version,
-                              const arma::fvec& start_model);
+                              const arma::fvec& start_model, CodecLink& link) const;
 
   std::uint32_t id() const { return id_; }
   std::size_t num_samples() const { return data_.size(); }
@@ -60,7 +59,6 @@ class SimClient {
   std::uint32_t id_;
   IndexView data_;
   Precision precision_;
-  std::unique_ptr<Compressor> uplink_encoder_;  // created on first use; keeps stage memory
 };
 
 }  // namespace fedsim

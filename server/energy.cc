@@ -20,9 +20,9 @@ RoundCost round_cost(const ClientTraits& client, std::uint64_t bytes_down, doubl
   c.down_s = transfer_time_s(bytes_down, link.downlink_bps, link.latency_s);
   c.compute_s = client.profile->compute_time_s(macs, client.precision);
   c.up_s = transfer_time_s(bytes_up, up_bps, link.latency_s);
-  c.rx_j = 8.0 * static_cast<double>(bytes_down) * link.rx_j_per_bit;
-  c.compute_j = client.profile->compute_energy_j(macs, client.precision);
-  c.tx_j = 8.0 * static_cast<double>(bytes_up) * link.tx_j_per_bit;
+  c.energy.rx_j = 8.0 * static_cast<double>(bytes_down) * link.rx_j_per_bit;
+  c.energy.compute_j = client.profile->compute_energy_j(macs, client.precision);
+  c.energy.tx_j = 8.0 * static_cast<double>(bytes_up) * link.tx_j_per_bit;
   return c;
 }
 
@@ -36,17 +36,12 @@ bool EnergyLedger::charge(std::uint32_t client, std::uint32_t round, const Round
   ClientEnergy& e = totals_.at(client);
   assert(e.exhausted_round < 0 && "an exhausted client was charged again");
   const ClientTraits& traits = population_.client(client);
-  const double idle_j = idle_s * traits.profile->idle_power_w();
-  e.compute_j += cost.compute_j;
-  e.tx_j += cost.tx_j;
-  e.rx_j += cost.rx_j;
-  e.idle_j += idle_j;
+  EnergyBreakdown charged = cost.energy;
+  charged.idle_j = idle_s * traits.profile->idle_power_w();
+  e.energy += charged;
   ++e.rounds;
-  round_.compute_j += cost.compute_j;
-  round_.tx_j += cost.tx_j;
-  round_.rx_j += cost.rx_j;
-  round_.idle_j += idle_j;
-  round_.class_j[traits.class_index] += cost.total_j() + idle_j;
+  round_.energy += charged;
+  round_.class_j[traits.class_index] += cost.total_j() + charged.idle_j;
   ++round_.clients_charged;
   if (traits.battery_j > 0.0 && e.total_j() >= traits.battery_j) {
     e.exhausted_round = round;
@@ -92,7 +87,8 @@ void EnergyLedger::write_client_csv(const std::string& path) const {
     const ClientEnergy& e = totals_[c];
     const ClientTraits& t = population_.client(c);
     out << c << ',' << population_.class_name(t.class_index) << ',' << t.profile->name() << ',' << e.rounds << ','
-        << number(e.compute_j) << ',' << number(e.tx_j) << ',' << number(e.rx_j) << ',' << number(e.idle_j) << ','
+        << number(e.energy.compute_j) << ',' << number(e.energy.tx_j) << ',' << number(e.energy.rx_j) << ','
+        << number(e.energy.idle_j) << ','
         << number(e.total_j()) << ',';
     if (t.battery_j > 0.0) out << number(battery_left_j(c));
     out << ',';

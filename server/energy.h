@@ -19,20 +19,29 @@
 #include <string>
 #include <vector>
 
+#include "server/energy_breakdown.h"
 #include "server/population.h"
 
 namespace fedsim {
 
+// Time and energy of one client round (idle_j stays 0: idle time is charged
+// by the ledger, which knows how long the client waited).
 struct RoundCost {
   double down_s = 0.0;
   double compute_s = 0.0;
   double up_s = 0.0;
-  double rx_j = 0.0;
-  double compute_j = 0.0;
-  double tx_j = 0.0;
+  EnergyBreakdown energy;
 
   double busy_s() const { return down_s + compute_s + up_s; }
-  double total_j() const { return rx_j + compute_j + tx_j; }
+  // rx + compute + tx, in the order of a round (the recorded metrics sum it so).
+  double total_j() const { return energy.rx_j + energy.compute_j + energy.tx_j; }
+  // The cost of a client that dropped out after receiving the model: download only.
+  RoundCost download_only() const {
+    RoundCost c;
+    c.down_s = down_s;
+    c.energy.rx_j = energy.rx_j;
+    return c;
+  }
 };
 
 // Cost of one round of `client`: bytes_down received, `macs` multiply-adds at
@@ -42,25 +51,19 @@ RoundCost round_cost(const ClientTraits& client, std::uint64_t bytes_down, doubl
                      double uplink_cap_bps);
 
 struct ClientEnergy {
-  double compute_j = 0.0;
-  double tx_j = 0.0;
-  double rx_j = 0.0;
-  double idle_j = 0.0;
+  EnergyBreakdown energy;
   std::uint64_t rounds = 0;             // participations charged
   std::int64_t exhausted_round = -1;    // -1 = battery not exhausted (or unlimited)
-  double total_j() const { return compute_j + tx_j + rx_j + idle_j; }
+  double total_j() const { return energy.total_j(); }
 };
 
 // Energy charged since the last take_round().
 struct RoundEnergy {
-  double compute_j = 0.0;
-  double tx_j = 0.0;
-  double rx_j = 0.0;
-  double idle_j = 0.0;
+  EnergyBreakdown energy;
   std::vector<double> class_j;  // total per client class (Population class index)
   std::size_t clients_charged = 0;
   std::size_t clients_exhausted = 0;  // whose battery ran out in this period
-  double total_j() const { return compute_j + tx_j + rx_j + idle_j; }
+  double total_j() const { return energy.total_j(); }
 };
 
 // Contract: used from the server's event loop only (not thread-safe). Keeps a

@@ -21,7 +21,7 @@ std::vector<std::string> MetricsWriter::columns(const std::vector<std::string>& 
   std::vector<std::string> c{"round",      "sim_time_s", "test_accuracy",    "test_loss",       "train_loss",
                              "bytes_up",   "bytes_down", "clients",          "energy_j",        "compute_j",
                              "tx_j",       "rx_j",       "idle_j",           "dropped_deadline", "dropped_offline",
-                             "dropped_battery", "round_time_s", "uplink_bits_per_coord"};
+                             "dropped_battery", "round_time_s", "uplink_bits_per_coord", "rejected", "censored"};
   for (const auto& n : class_names) c.push_back("energy_j_" + n);
   return c;
 }
@@ -47,16 +47,18 @@ void MetricsWriter::write(const RoundMetrics& m) {
                                   std::to_string(m.bytes_up),
                                   std::to_string(m.bytes_down),
                                   std::to_string(m.clients),
-                                  number(m.energy_j),
-                                  number(m.compute_j),
-                                  number(m.tx_j),
-                                  number(m.rx_j),
-                                  number(m.idle_j),
+                                  number(m.energy.total_j()),
+                                  number(m.energy.compute_j),
+                                  number(m.energy.tx_j),
+                                  number(m.energy.rx_j),
+                                  number(m.energy.idle_j),
                                   std::to_string(m.dropped_deadline),
                                   std::to_string(m.dropped_offline),
                                   std::to_string(m.dropped_battery),
                                   number(m.round_time_s),
-                                  number(m.uplink_bits_per_coord)};
+                                  number(m.uplink_bits_per_coord),
+                                  std::to_string(m.rejected),
+                                  std::to_string(m.censored)};
   for (double e : m.class_energy_j) values.push_back(number(e));
   for (std::size_t i = 0; i < values.size(); ++i) csv_ << (i ? "," : "") << values[i];
   csv_ << "\n";

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "server/energy_breakdown.h"
+
 namespace fedsim {
 
 struct RoundMetrics {
@@ -20,16 +22,14 @@ struct RoundMetrics {
   std::uint64_t bytes_up = 0;    // serialized UpdateUp bytes received this round
   std::uint64_t bytes_down = 0;  // serialized ModelDown bytes sent this round
   std::uint64_t clients = 0;     // updates aggregated this round
-  double energy_j = 0.0;
-  double compute_j = 0.0;
-  double tx_j = 0.0;
-  double rx_j = 0.0;
-  double idle_j = 0.0;
+  EnergyBreakdown energy;        // columns compute_j, tx_j, rx_j, idle_j; energy_j = their total
   std::uint64_t dropped_deadline = 0;
   std::uint64_t dropped_offline = 0;  // sampled, then dropped out mid-round
   std::uint64_t dropped_battery = 0;  // left the federation this round (battery spent)
   double round_time_s = 0.0;
   double uplink_bits_per_coord = 0.0;  // mean payload bits per model coordinate
+  std::uint64_t rejected = 0;  // messages the server received this round and rejected as corrupt
+  std::uint64_t censored = 0;  // messages received this round that a censoring stage skipped (UpdateUp.skipped)
   std::vector<double> class_energy_j;  // per client class, appended as energy_j_<class>
 };
 

@@ -71,21 +71,34 @@ struct ClassSpec {
   double data_weight = 1.0;
 };
 
-}  // namespace
+// One entry of `population:`.
+ClassSpec parse_class(const Config& e, const ProfileCatalog& catalog) {
+  ClassSpec s;
+  s.info.name = e.get_string("name");
+  s.info.fraction = e.get_double("fraction", 0.0, 1.0);
+  s.profile = &catalog.get(e, "profile", "server_cpu");
+  s.info.profile = s.profile->name();
+  s.info.precision = get_precision(e, "precision", Precision::kFp32);
+  if (!s.profile->supports(s.info.precision))
+    e.fail("precision", "a precision supported by profile '" + s.profile->name() + "' (" + supported_list(*s.profile) + ")",
+           "'" + std::string(precision_name(s.info.precision)) + "'" + (e.has("precision") ? "" : " (the default)"));
+  s.link = LinkSpec::parse(e.child("link"));
+  s.battery_j = finite_at_least(e, "battery_j", 0.0, 0.0);
+  s.availability = parse_availability(e.child("availability"));
+  s.dropout_probability = e.get_double("dropout_probability", 0.0, 0.0, 1.0);
+  s.data_weight = positive_finite(e, "data_weight", 1.0, false);
+  e.finish();
+  return s;
+}
 
-Population::Population(const Config& root, std::size_t num_clients, std::uint64_t seed) : seed_(seed) {
-  assert(num_clients <= std::numeric_limits<std::uint32_t>::max());
-  const Config profiles = root.child("profiles");
-  catalog_ = ProfileCatalog(profiles);
-  profiles.finish();
-  server_capacity_bps_ = finite_at_least(root, "server_capacity_bps", 0.0, 0.0);
-
+// The `population:` list (or the single default class), validated.
+std::vector<ClassSpec> parse_classes(const Config& root, const ProfileCatalog& catalog) {
   std::vector<ClassSpec> specs;
   if (!root.has("population")) {
     ClassSpec d;
     d.info.name = "default";
     d.info.profile = "server_cpu";
-    d.profile = catalog_.find("server_cpu");
+    d.profile = catalog.find("server_cpu");
     root.get_string("population", "");  // mark read
     specs.push_back(std::move(d));
   } else {
@@ -95,24 +108,10 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
     for (const Config& e : entries) {
       if (!e.is_map())
         e.fail("", "a mapping describing a client class", e.is_scalar() ? "'" + e.node().Scalar() + "'" : "a list");
-      ClassSpec s;
-      s.info.name = e.get_string("name");
+      ClassSpec s = parse_class(e, catalog);
       for (const ClassSpec& other : specs)
         if (other.info.name == s.info.name) e.fail("name", "a unique class name", "'" + s.info.name + "' again");
-      s.info.fraction = e.get_double("fraction", 0.0, 1.0);
       sum += s.info.fraction;
-      s.profile = &catalog_.get(e, "profile", "server_cpu");
-      s.info.profile = s.profile->name();
-      s.info.precision = get_precision(e, "precision", Precision::kFp32);
-      if (!s.profile->supports(s.info.precision))
-        e.fail("precision", "a precision supported by profile '" + s.profile->name() + "' (" + supported_list(*s.profile) + ")",
-               "'" + std::string(precision_name(s.info.precision)) + "'" + (e.has("precision") ? "" : " (the default)"));
-      s.link = LinkSpec::parse(e.child("link"));
-      s.battery_j = finite_at_least(e, "battery_j", 0.0, 0.0);
-      s.availability = parse_availability(e.child("availability"));
-      s.dropout_probability = e.get_double("dropout_probability", 0.0, 0.0, 1.0);
-      s.data_weight = positive_finite(e, "data_weight", 1.0, false);
-      e.finish();
       specs.push_back(std::move(s));
     }
     if (std::abs(sum - 1.0) > kFractionTolerance) {
@@ -122,6 +121,20 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
       root.fail("population", "class fractions summing to 1 (+-1e-6)", found.str());
     }
   }
+
+  return specs;
+}
+
+}  // namespace
+
+Population::Population(const Config& root, std::size_t num_clients, std::uint64_t seed) : seed_(seed) {
+  assert(num_clients <= std::numeric_limits<std::uint32_t>::max());
+  const Config profiles = root.child("profiles");
+  catalog_ = ProfileCatalog(profiles);
+  profiles.finish();
+  server_capacity_bps_ = finite_at_least(root, "server_capacity_bps", 0.0, 0.0);
+
+  std::vector<ClassSpec> specs = parse_classes(root, catalog_);
 
   // Contiguous blocks by cumulative rounding (see the header).
   const double n = static_cast<double>(num_clients);

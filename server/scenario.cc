@@ -8,11 +8,13 @@
 #include "core/base/errors.h"
 #include "core/models/model.h"
 #include "server/aggregator.h"
+#include "server/algorithm.h"
+#include "server/round_policy.h"
 
 namespace fedsim {
 
 namespace {
-void check_fedvote_consistency(const Scenario& s, const Config& root);
+void check_algorithm_components(const Scenario& s, const Config& root);
 
 constexpr std::int64_t kMaxInt = std::numeric_limits<std::int64_t>::max();
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -47,11 +49,11 @@ Scenario parse_scenario(const std::string& yaml_text, const std::string& file,
   registered_name<ModelRegistry>(s.model, "name", "softmax_regression");
 
   const Config algorithm = root.child("algorithm");
-  s.algorithm = algorithm.get_choice("name", "fedpaq", {"fedpaq", "fedvote"});
-  s.fedvote_k = algorithm.get_double("k", 1.5, 1e-3, 100.0);
+  s.algorithm_name = registered_name<AlgorithmRegistry>(algorithm, "name", "fedpaq");
+  s.algorithm = AlgorithmRegistry::instance().create(algorithm.where("name"), s.algorithm_name, algorithm);
 
   s.aggregator = root.child("aggregator");
-  registered_name<AggregatorRegistry>(s.aggregator, "name", s.algorithm == "fedvote" ? "vote" : "mean");
+  registered_name<AggregatorRegistry>(s.aggregator, "name", s.algorithm->default_aggregator());
   s.weight_by_samples = s.aggregator.get_bool("weight_by_samples", true);
 
   s.num_clients = static_cast<std::size_t>(root.get_int("clients", 1, 10'000'000));
@@ -71,33 +73,13 @@ Scenario parse_scenario(const std::string& yaml_text, const std::string& file,
 
   s.uplink = PipelineSpec::parse(root, "uplink");
   s.downlink = PipelineSpec::parse(root, "downlink");
-  check_fedvote_consistency(s, root);
+  check_algorithm_components(s, root);
 
-  const Config server = root.child("server");
-  const std::string policy =
-      server.get_choice("policy", "wait_all", {"wait_all", "deadline", "over_selection", "async"});
-  s.policy.deadline_s = server.get_double("deadline_s", 0.0, 0.0, kInf);
-  s.policy.over_selection = server.get_double("over_selection", 1.0, 1.0, 100.0);
-  s.policy.buffer_size = static_cast<std::size_t>(server.get_int("buffer_size", 10, 1, 10'000'000));
-  s.policy.concurrency = static_cast<std::size_t>(server.get_int("concurrency", 0, 0, 10'000'000));
-  s.policy.staleness_exponent = server.get_double("staleness_exponent", 0.5, 0.0, 10.0);
-  if (policy == "wait_all") s.policy.kind = RoundPolicy::kWaitAll;
-  if (policy == "deadline") {
-    s.policy.kind = RoundPolicy::kDeadline;
-    if (s.policy.deadline_s <= 0.0) server.fail("deadline_s", "a deadline > 0 seconds for policy 'deadline'", "nothing");
-  }
-  if (policy == "over_selection") {
-    s.policy.kind = RoundPolicy::kOverSelection;
-    if (s.policy.over_selection <= 1.0)
-      server.fail("over_selection", "a factor > 1 for policy 'over_selection'", "'" + std::to_string(s.policy.over_selection) + "'");
-  }
-  if (policy == "async") {
-    s.policy.kind = RoundPolicy::kAsync;
-    if (s.policy.concurrency == 0) s.policy.concurrency = s.clients_per_round;
-    if (s.policy.concurrency > s.num_clients)
-      server.fail("concurrency", "at most clients (" + std::to_string(s.num_clients) + ")",
-                  "'" + std::to_string(s.policy.concurrency) + "'");
-  }
+  s.server = root.child("server");
+  s.policy_name = registered_name<RoundPolicyRegistry>(s.server, "policy", "wait_all");
+  if (!s.make_policy()->broadcasts_to_all() && !s.downlink.is_plain_float32())
+    throw InputError(s.file + ": downlink: compression of the downlink needs a synchronous server policy "
+                     "(the broadcast memory assumes every client sees every round's model)");
 
   const Config output = root.child("output");
   s.output_dir = output.get_string("dir", "");
@@ -108,38 +90,32 @@ Scenario parse_scenario(const std::string& yaml_text, const std::string& file,
 
 namespace {
 
-// FedVote is one algorithm spread over three components (the clients' latent
-// model, their vote quantizer, the server's vote): they must agree on k, and
-// votes make no sense for FedPAQ's model differences (nor differences for a vote).
-void check_fedvote_consistency(const Scenario& s, const Config& root) {
+// Components that exist for one algorithm only (FedVote's vote quantizers
+// and vote aggregator) are rejected under any other, naming the one they
+// need; then the algorithm checks the rest itself.
+void check_algorithm_components(const Scenario& s, const Config& root) {
   const std::string q = s.uplink.quantizer_name();
-  const bool vote_quantizer = q.rfind("fedvote_", 0) == 0;
-  const std::string aggregator = s.aggregator.get_string("name", "mean");
-  if (s.algorithm != "fedvote") {
-    if (vote_quantizer)
-      root.fail("uplink", "a quantizer of model differences (" + q + " needs algorithm: {name: fedvote})", "'" + q + "'");
-    if (aggregator == "vote")
-      s.aggregator.fail("name", "an aggregator of model differences ('vote' needs algorithm: {name: fedvote})", "'vote'");
-    return;
-  }
-  if (!vote_quantizer && !root.has("uplink"))
-    root.child("algorithm").fail("name", "an uplink with a fedvote_binary or fedvote_ternary quantizer for 'fedvote'",
-                                 "no uplink: list (float32)");
-  if (!vote_quantizer)
-    root.fail("uplink", "a fedvote_binary or fedvote_ternary quantizer (algorithm fedvote sends votes)", "'" + q + "'");
-  const auto same_k = [&](const Config& c, const std::string& owner) {
-    const double k = c.get_double("k", 1.5, 1e-3, 1e3);
-    if (k != s.fedvote_k) {
-      std::ostringstream found;
-      found << k << (c.has("k") ? "" : " (the default)");
-      c.fail("k", "the same k as algorithm.k (" + std::to_string(s.fedvote_k) + ") for " + owner, found.str());
+  const std::string aggregator = s.aggregator.get_string("name", s.algorithm->default_aggregator());
+  for (const auto& [name, entry] : AlgorithmRegistry::instance().entries()) {
+    if (name == s.algorithm_name) continue;
+    const auto other = entry.factory(Config());
+    for (const std::string& own : other->own_components()) {
+      const std::string needs = " needs algorithm: {name: " + name + "})";
+      if (own == q) root.fail("uplink", "a quantizer of " + s.algorithm->describe_updates() + " (" + q + needs, "'" + q + "'");
+      if (own == aggregator)
+        s.aggregator.fail("name", "an aggregator of " + s.algorithm->describe_updates() + " ('" + aggregator + "'" + needs,
+                          "'" + aggregator + "'");
     }
-  };
-  same_k(*s.uplink.quantizer_settings(), "the clients' " + q);
-  if (aggregator == "vote") same_k(s.aggregator, "the server's vote");
+  }
+  s.algorithm->check(AlgorithmCheck{root, s.uplink, s.aggregator});
 }
 
 }  // namespace
+
+std::unique_ptr<RoundPolicy> Scenario::make_policy() const {
+  const PolicyInput input{num_clients, clients_per_round, rounds};
+  return RoundPolicyRegistry::instance().create(server.where("policy"), policy_name, server, input);
+}
 
 Scenario load_scenario(const std::string& file, const std::vector<std::string>& overrides) {
   std::ifstream in(file);

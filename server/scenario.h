@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,21 +14,8 @@
 
 namespace fedsim {
 
-enum class RoundPolicy {
-  kWaitAll,        // wait for every sampled client that does not drop out
-  kDeadline,       // updates arriving after deadline_s are dropped
-  kOverSelection,  // sample ceil(r * factor), aggregate the first r arrivals
-  kAsync,          // FedBuff: aggregate every buffer_size arrivals, staleness-weighted
-};
-
-struct ServerPolicy {
-  RoundPolicy kind = RoundPolicy::kWaitAll;
-  double deadline_s = 0.0;
-  double over_selection = 1.0;
-  std::size_t buffer_size = 10;        // async: arrivals per aggregation
-  std::size_t concurrency = 0;         // async: clients in flight (0 = clients_per_round)
-  double staleness_exponent = 0.5;     // async: weight = (1 + staleness)^-a
-};
+class Algorithm;
+class RoundPolicy;
 
 struct Scenario {
   std::string file;
@@ -40,8 +28,11 @@ struct Scenario {
   Config aggregator;   // `aggregator:` (name + its keys)
   Config root;         // the whole file, for the population section
 
-  std::string algorithm = "fedpaq";  // fedpaq | fedvote
-  double fedvote_k = 1.5;
+  Config server;       // `server:` (policy + its keys)
+
+  std::string algorithm_name = "fedpaq";
+  std::shared_ptr<const Algorithm> algorithm;  // registered by name (server/algorithm.h)
+  std::string policy_name = "wait_all";         // registered by name (server/round_policy.h)
 
   std::size_t num_clients = 0;
   std::size_t clients_per_round = 0;
@@ -55,9 +46,11 @@ struct Scenario {
   PipelineSpec uplink;
   PipelineSpec downlink;
 
-  ServerPolicy policy;
   std::string output_dir;  // empty = no files
   bool progress = true;
+
+  // A fresh instance of the scenario's round policy (policies keep per-run state).
+  std::unique_ptr<RoundPolicy> make_policy() const;
 };
 
 // Loads and validates. `overrides` are `key.path=value` assignments applied

@@ -22,6 +22,8 @@
 #include "core/base/errors.h"
 #include "core/models/model.h"
 #include "server/aggregator.h"
+#include "server/algorithm.h"
+#include "server/round_policy.h"
 #include "server/metrics.h"
 #include "server/scenario.h"
 #include "server/simulation.h"
@@ -42,7 +44,8 @@ const char* const kUsage =
     "  fedsim validate SCENARIO [--set key=value ...]\n"
     "      check a scenario (schema, data files, profiles) without running it\n"
     "  fedsim list\n"
-    "      models, data sources, partitions, compression stages, aggregators, device profiles\n"
+    "      models, data sources, partitions, algorithms, round policies, aggregators, device profiles,\n"
+    "      compression stages\n"
     "  fedsim bench compress [--n N] [SCHEME ...]\n"
     "      encode/decode throughput of every scheme on N floats (default 2^24), against memcpy\n"
     "  fedsim bench server [--clients N] [--per-round R] [--rounds K]\n"
@@ -180,7 +183,7 @@ void print_summary(std::ostream& out, const Scenario& sc, const Simulation& sim,
     for (; next < s.rounds.size() && s.rounds[next].round <= m.round; ++next) {
       up += s.rounds[next].bytes_up;
       down += s.rounds[next].bytes_down;
-      energy += s.rounds[next].energy_j;
+      energy += s.rounds[next].energy.total_j();
     }
     out << std::setw(7) << cell(static_cast<double>(m.round), 0, 7) << std::setw(12) << cell(m.sim_time_s, 1, 12)
         << std::setw(10) << cell(m.test_accuracy, 4, 10) << std::setw(11) << cell(m.test_loss, 4, 11)
@@ -239,6 +242,8 @@ int cmd_list() {
   list_registry(out, "models (model.name)", ModelRegistry::instance());
   list_registry(out, "data sources (data.source)", DataSourceRegistry::instance());
   list_registry(out, "partitions (partition.scheme)", PartitionerRegistry::instance());
+  list_registry(out, "algorithms (algorithm.name)", AlgorithmRegistry::instance());
+  list_registry(out, "round policies (server.policy)", RoundPolicyRegistry::instance());
   list_registry(out, "aggregators (aggregator.name)", AggregatorRegistry::instance());
   list_registry(out, "device profiles (population[].profile)", DeviceProfileRegistry::instance());
   out << "compression stages (uplink / downlink lists):\n";

@@ -38,7 +38,7 @@ class Censoring final : public Compressor {
   bool unbiased() const override { return false; }
 
   // Whether the last encode() or decode() was a skip (for counting censored messages).
-  bool last_skipped() const { return last_skipped_; }
+  bool last_skipped() const override { return last_skipped_; }
   std::span<const float> last_sent() const { return last_sent_; }
 
  private:

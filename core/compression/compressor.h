@@ -40,6 +40,10 @@ class Compressor {
   virtual void decode(std::span<const std::uint8_t> payload, std::span<float> out) = 0;
   // True when E[decode(encode(v))] = v (for documentation and `fedsim list`).
   virtual bool unbiased() const = 0;
+  // Whether the last encode() or decode() of this instance sent no new
+  // vector (a censoring stage skipped and the result repeats the last one).
+  // Stages that wrap another forward to it. Sets UpdateUp.skipped.
+  virtual bool last_skipped() const { return false; }
 };
 
 enum class StageKind { kTransform, kQuantizer, kCoder };

@@ -30,6 +30,7 @@ class ErrorFeedback final : public Compressor {
   void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return false; }
+  bool last_skipped() const override { return inner_->last_skipped(); }
 
   // e: what has been left unsent so far (zero initially).
   std::span<const float> residual() const { return residual_; }

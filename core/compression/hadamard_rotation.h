@@ -41,6 +41,7 @@ class HadamardRotation final : public Compressor {
   void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return inner_->unbiased(); }
+  bool last_skipped() const override { return inner_->last_skipped(); }
 
   // x <- H D x and its inverse x <- D H x, blockwise, in place.
   void rotate(std::span<float> x) const;

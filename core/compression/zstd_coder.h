@@ -32,6 +32,7 @@ class ZstdCoder final : public Compressor {
   void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return inner_->unbiased(); }
+  bool last_skipped() const override { return inner_->last_skipped(); }
 
   static std::size_t max_inner_bytes(std::size_t n) { return 8 * n + 1024; }
 

@@ -126,9 +126,9 @@ TEST(RoundCost, MatchesHandComputedTimesAndEnergies) {
   EXPECT_NEAR(a.compute_s, 0.0005, kMicro);
   EXPECT_NEAR(a.up_s, 0.050, kMicro);
   EXPECT_NEAR(a.busy_s(), 0.1105, kMicro);
-  EXPECT_NEAR(a.rx_j, 0.040, kMicro);
-  EXPECT_NEAR(a.compute_j, 0.001, kMicro);
-  EXPECT_NEAR(a.tx_j, 0.032, kMicro);
+  EXPECT_NEAR(a.energy.rx_j, 0.040, kMicro);
+  EXPECT_NEAR(a.energy.compute_j, 0.001, kMicro);
+  EXPECT_NEAR(a.energy.tx_j, 0.032, kMicro);
   EXPECT_NEAR(a.total_j(), 0.073, kMicro);
   // Client 1 (int8): 8e5 bit / 4e6 = 200 ms + 100 ms; 1e6 / 8e9 = 0.125 ms;
   // 3.2e5 bit / 2e6 = 160 ms + 100 ms. rx 0.08 J, compute 3e-4 J, tx 0.064 J.
@@ -137,9 +137,9 @@ TEST(RoundCost, MatchesHandComputedTimesAndEnergies) {
   EXPECT_NEAR(b.compute_s, 0.000125, kMicro);
   EXPECT_NEAR(b.up_s, 0.260, kMicro);
   EXPECT_NEAR(b.busy_s(), 0.560125, kMicro);
-  EXPECT_NEAR(b.rx_j, 0.080, kMicro);
-  EXPECT_NEAR(b.compute_j, 0.0003, kMicro);
-  EXPECT_NEAR(b.tx_j, 0.064, kMicro);
+  EXPECT_NEAR(b.energy.rx_j, 0.080, kMicro);
+  EXPECT_NEAR(b.energy.compute_j, 0.0003, kMicro);
+  EXPECT_NEAR(b.energy.tx_j, 0.064, kMicro);
   EXPECT_NEAR(b.total_j(), 0.1443, kMicro);
 }
 
@@ -153,7 +153,7 @@ TEST(RoundCost, ServerCapacitySharedEquallyAmongUploaders) {
   EXPECT_NEAR(round_cost(pop.client(0), 0, 0.0, 40000, share).up_s, 0.090, kMicro);
   EXPECT_NEAR(round_cost(pop.client(1), 0, 0.0, 40000, share).up_s, 0.260, kMicro);
   // Radio energy does not depend on the rate.
-  EXPECT_NEAR(round_cost(pop.client(0), 0, 0.0, 40000, share).tx_j, 0.032, kMicro);
+  EXPECT_NEAR(round_cost(pop.client(0), 0, 0.0, 40000, share).energy.tx_j, 0.032, kMicro);
 }
 
 TEST(RoundCost, EmptyMessagesTakeNoTime) {
@@ -175,13 +175,13 @@ TEST(EnergyLedger, IdleEnergyAtProfileIdlePowerAndRoundSumsByClass) {
   // Client 0 finishes at 0.1105 s and waits for client 1 (0.560125 s): idle 0.449625 s at 0.3 W.
   EXPECT_TRUE(ledger.charge(0, 1, a, b.busy_s() - a.busy_s()));
   EXPECT_TRUE(ledger.charge(1, 1, b, 0.0));
-  EXPECT_NEAR(ledger.client(0).idle_j, 0.1348875, kMicro);
-  EXPECT_NEAR(ledger.client(1).idle_j, 0.0, kMicro);
+  EXPECT_NEAR(ledger.client(0).energy.idle_j, 0.1348875, kMicro);
+  EXPECT_NEAR(ledger.client(1).energy.idle_j, 0.0, kMicro);
   const RoundEnergy r = ledger.take_round();
-  EXPECT_NEAR(r.compute_j, 0.0013, kMicro);
-  EXPECT_NEAR(r.tx_j, 0.096, kMicro);
-  EXPECT_NEAR(r.rx_j, 0.120, kMicro);
-  EXPECT_NEAR(r.idle_j, 0.1348875, kMicro);
+  EXPECT_NEAR(r.energy.compute_j, 0.0013, kMicro);
+  EXPECT_NEAR(r.energy.tx_j, 0.096, kMicro);
+  EXPECT_NEAR(r.energy.rx_j, 0.120, kMicro);
+  EXPECT_NEAR(r.energy.idle_j, 0.1348875, kMicro);
   EXPECT_NEAR(r.total_j(), 0.073 + 0.1443 + 0.1348875, kMicro);
   ASSERT_EQ(r.class_j.size(), 2u);
   EXPECT_NEAR(r.class_j[0], 0.073 + 0.1348875, kMicro);
@@ -224,9 +224,9 @@ TEST(EnergyLedger, BatteryExactlySpentCountsAsExhausted) {
   const Population pop = make_population(yaml, 1);
   EnergyLedger ledger(pop);
   RoundCost c;
-  c.compute_j = 0.125;
-  c.tx_j = 0.0625;
-  c.rx_j = 0.0625;
+  c.energy.compute_j = 0.125;
+  c.energy.tx_j = 0.0625;
+  c.energy.rx_j = 0.0625;
   for (std::uint32_t round = 0; round < 3; ++round) EXPECT_TRUE(ledger.charge(0, round, c, 0.0));
   EXPECT_EQ(ledger.battery_left_j(0), 0.25);
   EXPECT_FALSE(ledger.charge(0, 3, c, 0.0));
@@ -238,9 +238,9 @@ TEST(EnergyLedger, ClientCsvHasOneExactRowPerClient) {
   const Population pop = make_population(kTwoClients, 2);
   EnergyLedger ledger(pop);
   RoundCost c;
-  c.compute_j = 0.125;
-  c.tx_j = 0.0625;
-  c.rx_j = 0.03125;  // 0.21875 J a round; battery 0.25 J -> exhausted in round 1 (0.4375)
+  c.energy.compute_j = 0.125;
+  c.energy.tx_j = 0.0625;
+  c.energy.rx_j = 0.03125;  // 0.21875 J a round; battery 0.25 J -> exhausted in round 1 (0.4375)
   ledger.charge(0, 0, c, 0.0);
   ledger.charge(0, 1, c, 0.0);
   ledger.charge(1, 1, c, 2.5);  // idle 2.5 s * 0.3 W = 0.75 J

@@ -81,9 +81,9 @@ void expect_cost(const RoundCost& got, const HandRound& want, const std::string&
   EXPECT_NEAR(got.down_s, want.down_s, kMicro) << what;
   EXPECT_NEAR(got.compute_s, want.compute_s, kMicro) << what;
   EXPECT_NEAR(got.up_s, want.up_s, kMicro) << what;
-  EXPECT_NEAR(got.rx_j, want.rx_j, kMicro) << what;
-  EXPECT_NEAR(got.compute_j, want.compute_j, kMicro) << what;
-  EXPECT_NEAR(got.tx_j, want.tx_j, kMicro) << what;
+  EXPECT_NEAR(got.energy.rx_j, want.rx_j, kMicro) << what;
+  EXPECT_NEAR(got.energy.compute_j, want.compute_j, kMicro) << what;
+  EXPECT_NEAR(got.energy.tx_j, want.tx_j, kMicro) << what;
 }
 
 // The trace rows of `round`, by client id.
@@ -179,11 +179,11 @@ TEST(HeteroRound, TimesAndEnergiesMatchHandComputation) {
     const RoundMetrics& m = summary.rounds[round - 1];
     EXPECT_NEAR(m.round_time_s, round_time, kMicro) << what;
     EXPECT_NEAR(m.sim_time_s, t0 + round_time, kMicro) << what;
-    EXPECT_NEAR(m.compute_j, hand[0].compute_j + hand[1].compute_j, kMicro) << what;
-    EXPECT_NEAR(m.tx_j, hand[0].tx_j + hand[1].tx_j, kMicro) << what;
-    EXPECT_NEAR(m.rx_j, hand[0].rx_j + hand[1].rx_j, kMicro) << what;
-    EXPECT_NEAR(m.idle_j, idle_j[0] + idle_j[1], kMicro) << what;
-    EXPECT_NEAR(m.energy_j, hand[0].total_j() + hand[1].total_j() + idle_j[0] + idle_j[1], kMicro) << what;
+    EXPECT_NEAR(m.energy.compute_j, hand[0].compute_j + hand[1].compute_j, kMicro) << what;
+    EXPECT_NEAR(m.energy.tx_j, hand[0].tx_j + hand[1].tx_j, kMicro) << what;
+    EXPECT_NEAR(m.energy.rx_j, hand[0].rx_j + hand[1].rx_j, kMicro) << what;
+    EXPECT_NEAR(m.energy.idle_j, idle_j[0] + idle_j[1], kMicro) << what;
+    EXPECT_NEAR(m.energy.total_j(), hand[0].total_j() + hand[1].total_j() + idle_j[0] + idle_j[1], kMicro) << what;
     ASSERT_EQ(m.class_energy_j.size(), 2u);
     EXPECT_NEAR(m.class_energy_j[0], hand[0].total_j() + idle_j[0], kMicro) << what;
     EXPECT_NEAR(m.class_energy_j[1], hand[1].total_j() + idle_j[1], kMicro) << what;
@@ -197,7 +197,7 @@ TEST(HeteroRound, TimesAndEnergiesMatchHandComputation) {
   EXPECT_NEAR(sim.ledger().client(0).total_j(), client_j[0], kMicro);
   EXPECT_NEAR(sim.ledger().client(1).total_j(), client_j[1], kMicro);
   // The construction is not degenerate: both clients idle in some round.
-  EXPECT_GT(sim.ledger().client(0).idle_j + sim.ledger().client(1).idle_j, 1e-3);
+  EXPECT_GT(sim.ledger().client(0).energy.idle_j + sim.ledger().client(1).energy.idle_j, 1e-3);
 }
 
 // ---------------------------------------------------------------------------
@@ -249,8 +249,8 @@ TEST(DeadlinePolicy, DropsExactlyTheClientsThatCannotMakeIt) {
   EXPECT_NEAR(m1.sim_time_s, deadline, kMicro);
   EXPECT_NEAR(rows_of(sim, 1).at(2).arrive_s, s2.busy_s(), kMicro);
   // The fast clients wait until the deadline; the late ones are charged in full, no idle.
-  EXPECT_NEAR(m1.idle_j, (2 * deadline - f0.busy_s() - f1.busy_s()) * 0.1, kMicro);
-  EXPECT_NEAR(m1.energy_j - m1.idle_j, f0.total_j() + f1.total_j() + s2.total_j() + s3.total_j(), kMicro);
+  EXPECT_NEAR(m1.energy.idle_j, (2 * deadline - f0.busy_s() - f1.busy_s()) * 0.1, kMicro);
+  EXPECT_NEAR(m1.energy.total_j() - m1.energy.idle_j, f0.total_j() + f1.total_j() + s2.total_j() + s3.total_j(), kMicro);
 
   // Round 2 (t0 = 1 s): the slow clients are still sending round 1's update,
   // so only the fast ones are sampled; nobody is late: the round ends at the last arrival.
@@ -332,7 +332,7 @@ TEST(OverSelectionPolicy, AggregatesTheFirstRArrivals) {
   EXPECT_NEAR(m1.round_time_s, end1, kMicro);
   EXPECT_NEAR(m1.sim_time_s, end1, kMicro);
   // Only the first arrival waits; the surplus clients finish after the round closed.
-  EXPECT_NEAR(m1.idle_j, (end1 - arrive[order[0]]) * 0.1, kMicro);
+  EXPECT_NEAR(m1.energy.idle_j, (end1 - arrive[order[0]]) * 0.1, kMicro);
   EXPECT_EQ(m1.bytes_down, 4 * model_down_bytes(1, 0, 40));
 
   // Round 2 starts at end1, while 3 and 1 are still busy with round 1.
@@ -570,7 +570,7 @@ TEST(Availability, OfflineClientsNeverSampledAndDropoutsCounted) {
   EXPECT_EQ(sim.ledger().client(0).rounds, 0u);
   EXPECT_EQ(sim.ledger().client(1).rounds, 0u);
   EXPECT_EQ(sim.ledger().client(2).rounds, 6u);
-  EXPECT_EQ(sim.ledger().client(2).compute_j + sim.ledger().client(2).tx_j, 0.0);
+  EXPECT_EQ(sim.ledger().client(2).energy.compute_j + sim.ledger().client(2).energy.tx_j, 0.0);
 }
 
 // The async server keeps trying while nobody is online (fresh availability
@@ -612,8 +612,8 @@ std::string dump(const RunSummary& s, const std::vector<ArrivalRecord>& trace) {
   o << std::hexfloat;
   for (const RoundMetrics& m : s.rounds) {
     o << m.round << ' ' << m.sim_time_s << ' ' << m.test_accuracy << ' ' << m.test_loss << ' ' << m.train_loss << ' '
-      << m.bytes_up << ' ' << m.bytes_down << ' ' << m.clients << ' ' << m.energy_j << ' ' << m.compute_j << ' '
-      << m.tx_j << ' ' << m.rx_j << ' ' << m.idle_j << ' ' << m.dropped_deadline << ' ' << m.dropped_offline << ' '
+      << m.bytes_up << ' ' << m.bytes_down << ' ' << m.clients << ' ' << m.energy.total_j() << ' ' << m.energy.compute_j << ' '
+      << m.energy.tx_j << ' ' << m.energy.rx_j << ' ' << m.energy.idle_j << ' ' << m.dropped_deadline << ' ' << m.dropped_offline << ' '
       << m.dropped_battery << ' ' << m.round_time_s << ' ' << m.uplink_bits_per_coord;
     for (double e : m.class_energy_j) o << ' ' << e;
     o << '\n';

@@ -156,7 +156,7 @@ TEST(ScenarioErrors, OverrideErrorsNameTheOptionNotALine) {
   EXPECT_EQ(error_of(kGood, {"uplink=[{qsgd: {levls: 7}}]"}),
             "--set uplink=[{qsgd: {levls: 7}}]: uplink[0].qsgd.levls" + unknown);
   EXPECT_EQ(error_of(kGood, {"rounds=abc"}), "--set rounds=abc: rounds: expected an integer, found 'abc'");
-  EXPECT_EQ(error_of(kGood, {"rounds=3", "server.deadline_s=soon"}),
+  EXPECT_EQ(error_of(kGood, {"rounds=3", "server.policy=deadline", "server.deadline_s=soon"}),
             "--set server.deadline_s=soon: server.deadline_s: expected a number, found 'soon'");
   // A later override of the same key is the one named; keys from the file keep their line.
   EXPECT_EQ(error_of(kGood, {"rounds=abc", "rounds=-1"}),

@@ -129,7 +129,9 @@ TEST(ArithmeticCoder, RoundTripsRandomStreamsWithDirectBits) {
     AdaptiveModel model(alphabet);
     for (std::size_t i = 0; i < n; ++i) {
       ASSERT_EQ(dec.decode(model), symbols[i]) << "alphabet " << alphabet << " symbol " << i;
-      if (i % 7 == 0) ASSERT_EQ(dec.decode_bits(widths[i]), raw[i]);
+      if (i % 7 == 0) {
+        ASSERT_EQ(dec.decode_bits(widths[i]), raw[i]);
+      }
     }
     EXPECT_NO_THROW(dec.finish());
   }
@@ -286,7 +288,9 @@ TEST(PredictiveCoding, RandomWalkWithFineQuantizerPicksLast) {
     const auto noise = gaussian(dim, data, 0.02);
     for (std::size_t i = 0; i < dim; ++i) x[i] += noise[i];
     link.round(x, uplink, recon);
-    if (t >= 2) EXPECT_EQ(std::string(predictor_name(link.encoder.last_choices()[0].predictor)), "last") << "round " << t;
+    if (t >= 2) {
+      EXPECT_EQ(std::string(predictor_name(link.encoder.last_choices()[0].predictor)), "last") << "round " << t;
+    }
   }
 }
 
@@ -301,7 +305,9 @@ TEST(PredictiveCoding, LinearTrendPicksLinear) {
     const auto noise = gaussian(dim, data, 0.002);
     for (std::size_t i = 0; i < dim; ++i) x[i] = base[i] + static_cast<float>(t) * drift[i] + noise[i];
     link.round(x, uplink, recon);
-    if (t >= 3) EXPECT_EQ(std::string(predictor_name(link.encoder.last_choices()[0].predictor)), "linear") << "round " << t;
+    if (t >= 3) {
+      EXPECT_EQ(std::string(predictor_name(link.encoder.last_choices()[0].predictor)), "linear") << "round " << t;
+    }
   }
 }
 

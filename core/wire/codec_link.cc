@@ -1,0 +1,112 @@
+#include "core/wire/codec_link.h"
+
+#include "core/base/errors.h"
+#include "wire.pb.h"  // generated from core/wire/wire.proto
+
+namespace fedsim {
+
+std::uint64_t uplink_shared_seed(std::uint64_t scenario_seed, std::uint32_t client) {
+  return mix64(scenario_seed ^ (static_cast<std::uint64_t>(client) << 20));
+}
+
+std::uint64_t downlink_shared_seed(std::uint64_t scenario_seed) { return mix64(scenario_seed ^ 0xd0d0d0d0ULL); }
+
+namespace {
+
+std::span<const std::uint8_t> bytes_of(const std::string& s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+}  // namespace
+
+std::string CodecLink::send_update(UpdateHeader header, std::span<const float> update, Rng& rng) {
+  if (!encoder_) encoder_ = spec_->uplink.make(spec_->dim, spec_->layers, uplink_shared_seed(spec_->seed, client_));
+  arma::fvec reconstructed(update.size());
+  Bytes payload;
+  encoder_->encode(update, rng, payload, {reconstructed.memptr(), reconstructed.n_elem});
+  header.skipped = encoder_->last_skipped();
+
+  wire::UpdateUp up;
+  up.set_client_id(header.client);
+  up.set_round(header.round);
+  up.set_base_version(header.base_version);
+  up.set_num_samples(header.num_samples);
+  up.set_train_loss(header.train_loss);
+  up.set_payload(payload.data(), payload.size());
+  up.set_skipped(header.skipped);
+  std::string bytes;
+  up.SerializeToString(&bytes);
+  return bytes;
+}
+
+ReceivedUpdate CodecLink::receive_update(std::string_view bytes) {
+  wire::UpdateUp up;
+  if (!up.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    throw DecodeError("UpdateUp from client " + std::to_string(client_) + " does not parse");
+  if (up.client_id() != client_)
+    throw DecodeError("UpdateUp on client " + std::to_string(client_) + "'s link names client " +
+                      std::to_string(up.client_id()));
+  if (!decoder_) decoder_ = spec_->uplink.make(spec_->dim, spec_->layers, uplink_shared_seed(spec_->seed, client_));
+  ReceivedUpdate r;
+  r.header.client = up.client_id();
+  r.header.round = up.round();
+  r.header.base_version = up.base_version();
+  r.header.num_samples = up.num_samples();
+  r.header.train_loss = up.train_loss();
+  r.header.skipped = up.skipped();
+  r.wire_bytes = bytes.size();
+  r.vector.set_size(spec_->dim);
+  decoder_->decode(bytes_of(up.payload()), {r.vector.memptr(), r.vector.n_elem});
+  if (decoder_->last_skipped() != r.header.skipped)
+    throw DecodeError("UpdateUp from client " + std::to_string(client_) + ": skipped flag " +
+                      (r.header.skipped ? "set" : "clear") + " but the payload " +
+                      (r.header.skipped ? "carries a vector" : "is a skip"));
+  return r;
+}
+
+BroadcastLink::BroadcastLink(const CodecSpec& spec)
+    : spec_(&spec),
+      with_memory_(!spec.downlink.is_plain_float32()),
+      encoder_(spec.downlink.make(spec.dim, spec.layers, downlink_shared_seed(spec.seed))),
+      decoder_(spec.downlink.make(spec.dim, spec.layers, downlink_shared_seed(spec.seed))) {
+  server_reference_.zeros(spec.dim);
+  client_reference_.zeros(spec.dim);
+}
+
+BroadcastLink::Sent BroadcastLink::broadcast(std::uint32_t round, std::uint64_t version, const arma::fvec& params) {
+  const std::size_t dim = spec_->dim;
+  wire::ModelDown down;
+  down.set_round(round);
+  down.set_model_version(version);
+  down.set_num_params(static_cast<std::uint32_t>(dim));
+  down.set_is_difference(with_memory_);
+  Bytes payload;
+  arma::fvec recon(dim);
+  Rng rng = Rng::derive(spec_->seed, Stream::kDownlink, {round});
+  if (with_memory_) {
+    const arma::fvec diff = params - server_reference_;
+    encoder_->encode({diff.memptr(), dim}, rng, payload, {recon.memptr(), dim});
+    server_reference_ += recon;
+  } else {
+    encoder_->encode({params.memptr(), dim}, rng, payload, {recon.memptr(), dim});
+  }
+  down.set_payload(payload.data(), payload.size());
+  Sent sent;
+  down.SerializeToString(&sent.bytes);
+
+  // The client end.
+  wire::ModelDown received;
+  if (!received.ParseFromString(sent.bytes) || received.num_params() != dim)
+    throw DecodeError("ModelDown did not parse back");
+  arma::fvec decoded(dim);
+  decoder_->decode(bytes_of(received.payload()), {decoded.memptr(), dim});
+  if (received.is_difference()) {
+    client_reference_ += decoded;
+    sent.model = client_reference_;
+  } else {
+    sent.model = std::move(decoded);
+  }
+  return sent;
+}
+
+}  // namespace fedsim

@@ -1,0 +1,37 @@
+// Everything a run keeps per registered client, listed in one place: memory
+// bounds, checkpoints and the placement of clients on MPI ranks all start
+// from this list. Sizes are for x86-64 (tests/server/client_state_test.cc
+// checks the fixed ones against sizeof, so this table cannot drift).
+//
+// | owner (file)                          | what                                              | bytes per client            |
+// |---------------------------------------|---------------------------------------------------|-----------------------------|
+// | Population (server/population.h)      | ClientTraits: class, profile, precision, drawn     | 136                         |
+// |                                       |   link, battery, availability, phase, drop-out,   |                             |
+// |                                       |   data weight                                     |                             |
+// | EnergyLedger (server/energy.h)        | ClientEnergy: energy by component, rounds,         | 48                          |
+// |                                       |   exhausted round                                 |                             |
+// | Server (this file)                    | ClientState: busy until, in flight                | 16                          |
+// | SimClient (clients/client.h)          | id, precision, data view                          | 40 + 4 per local sample     |
+// | CodecLink (core/wire/codec_link.h)    | spec pointer, id, both uplink ends (created on    | 32 + stage state            |
+// |                                       |   first use)                                      |                             |
+// | stage state, per end, once created    | error_feedback: residual, 4 dim                   |                             |
+// |                                       | censoring: last sent vector, 4 dim                |                             |
+// |                                       | predictive_coding: history, 4 dim per kept step   |                             |
+// |                                       | hadamard_rotation, quantizers, zstd: none beyond  |                             |
+// |                                       |   scratch buffers                                 |                             |
+// | BroadcastLink (one for all clients)   | server and client references, 4 dim each          | 0 (shared)                  |
+//
+// Everything else (model, data, aggregator state, the event queue, the
+// trace of arrivals) is per run or per message, not per client; the trace
+// (Simulation::trace) grows by one ArrivalRecord per client round.
+#pragma once
+
+namespace fedsim {
+
+// The server's own bookkeeping of one client.
+struct ClientState {
+  double busy_until_s = 0.0;  // when its last update arrives; not sampled before (sync policies)
+  bool in_flight = false;     // dispatched and its update not yet arrived (FedBuff)
+};
+
+}  // namespace fedsim

@@ -1,0 +1,123 @@
+// FedBuff (Nguyen et al. 2022), policy "async": `concurrency` clients are
+// always in flight; every `buffer_size` arrivals the server aggregates,
+// weighting each update by (1 + staleness)^-staleness_exponent, where
+// staleness = model versions since the update's base model (read from the
+// UpdateUp). A "round" is one aggregation.
+//
+// Keys: buffer_size >= 1 (default 10), concurrency in [0, clients] (0, the
+// default: clients_per_round), staleness_exponent in [0, 10] (default 0.5).
+//
+// Availability and drop-out are drawn per dispatch (population.h): one
+// dispatch per refill of the clients in flight, and one per retry while
+// nobody is in flight (every simulated second, as long as some client with
+// battery left can come online again). A client is charged its round when
+// its update arrives.
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "server/round_policy.h"
+#include "server/server.h"
+
+namespace fedsim {
+namespace {
+
+constexpr std::uint64_t kServerEvent = std::numeric_limits<std::uint64_t>::max();
+constexpr double kRetryAfterS = 1.0;
+
+class FedBuff final : public RoundPolicy {
+ public:
+  FedBuff(const Config& server, const PolicyInput& in)
+      : buffer_size_(static_cast<std::size_t>(server.get_int("buffer_size", 10, 1, 10'000'000))),
+        concurrency_(static_cast<std::size_t>(server.get_int("concurrency", 0, 0, 10'000'000))),
+        staleness_exponent_(server.get_double("staleness_exponent", 0.5, 0.0, 10.0)),
+        rounds_(in.rounds) {
+    if (concurrency_ == 0) concurrency_ = in.clients_per_round;
+    if (concurrency_ > in.num_clients)
+      server.fail("concurrency", "at most clients (" + std::to_string(in.num_clients) + ")",
+                  "'" + std::to_string(concurrency_) + "'");
+    m_.round = 1;
+  }
+
+  void start(Server& s) override { dispatch(s, concurrency_); }
+
+  bool on_idle(Server& s) override {
+    // Nobody in flight (everyone offline or out of battery): try again later,
+    // unless no client can ever come back.
+    if (finished() || !s.may_return()) return false;
+    s.clock().schedule(s.now_s() + kRetryAfterS, kServerEvent, [this, &s] { dispatch(s, concurrency_); });
+    return true;
+  }
+
+  bool finished() const override { return aggregations_ >= rounds_; }
+  bool broadcasts_to_all() const override { return false; }
+
+ private:
+  std::uint32_t ledger_round() const { return static_cast<std::uint32_t>(aggregations_ + 1); }
+
+  void dispatch(Server& s, std::size_t how_many) {
+    ++dispatches_;
+    const std::vector<std::uint32_t> chosen =
+        s.sample(s.available_clients(dispatches_, s.now_s()), how_many, dispatches_);
+    const Broadcast model = s.broadcast(ledger_round());
+    m_.bytes_down += model.bytes * chosen.size();
+    for (Flight& f : s.dispatch(DispatchPlan{dispatches_, ledger_round(), concurrency_}, chosen, model,
+                                &m_.dropped_offline)) {
+      s.state(f.client).in_flight = true;
+      ++in_flight_;
+      auto flight = std::make_shared<Flight>(std::move(f));
+      s.clock().schedule(flight->arrive_s, flight->client, [this, &s, flight] { arrive(s, *flight); });
+    }
+  }
+
+  void arrive(Server& s, const Flight& f) {
+    s.state(f.client).in_flight = false;
+    --in_flight_;
+    s.charge(f.client, ledger_round(), f.cost, 0.0);
+    m_.bytes_up += f.update.size();
+    std::optional<ReceivedUpdate> got = s.receive(f, m_);
+    s.record(f, ledger_round(), got.has_value());
+    if (got) buffer_.push_back(std::move(*got));
+    if (buffer_.size() >= buffer_size_) flush(s);
+    if (!finished() && in_flight_ < concurrency_) dispatch(s, concurrency_ - in_flight_);
+  }
+
+  void flush(Server& s) {
+    std::vector<Accepted> accepted;
+    for (const ReceivedUpdate& u : buffer_)
+      accepted.push_back(
+          {&u, std::pow(1.0 + static_cast<double>(s.version() - u.header.base_version), -staleness_exponent_)});
+    s.aggregate(std::move(accepted), m_);
+    ++aggregations_;
+    m_.round = aggregations_;
+    m_.dropped_battery = s.num_exhausted() - exhausted_before_;
+    exhausted_before_ = s.num_exhausted();
+    m_.round_time_s = s.now_s() - round_start_s_;
+    round_start_s_ = s.now_s();
+    buffer_.clear();
+    s.close_round(m_, aggregations_ == rounds_);
+    m_ = RoundMetrics{};
+  }
+
+  std::size_t buffer_size_;
+  std::size_t concurrency_;
+  double staleness_exponent_;
+  std::size_t rounds_;
+  std::vector<ReceivedUpdate> buffer_;
+  RoundMetrics m_;  // the aggregation being filled
+  std::uint32_t dispatches_ = 0;
+  std::uint64_t aggregations_ = 0;
+  std::size_t in_flight_ = 0;
+  std::size_t exhausted_before_ = 0;
+  double round_start_s_ = 0.0;
+};
+
+FEDSIM_REGISTER(
+    RoundPolicyRegistry, "async",
+    [](const Config& server, const PolicyInput& in) -> std::unique_ptr<RoundPolicy> {
+      return std::make_unique<FedBuff>(server, in);
+    },
+    "FedBuff: concurrency clients in flight, aggregate every buffer_size arrivals, staleness-weighted");
+
+}  // namespace
+}  // namespace fedsim

@@ -1,0 +1,52 @@
+// Round policies (Flower's Strategy, for the schedule): a policy decides whom
+// the server dispatches and when, which arriving updates count, and when a
+// round closes. The server (server/server.h) offers the steps -- sample,
+// broadcast, dispatch, receive, aggregate, close a round -- and the one
+// virtual clock; the policy composes them from its event handlers. The event
+// loop (Simulation::run) only pops events and asks the policy whether the run
+// is over: it never asks for a policy's name.
+//
+// One class per policy, registered by name (`server: {policy: NAME, its keys}`):
+//   server/sync_policies.cc    wait_all, deadline, over_selection
+//   server/fedbuff_policy.cc   async (FedBuff)
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "core/base/config.h"
+#include "core/base/registry.h"
+
+namespace fedsim {
+
+class Server;
+
+// What a policy's factory knows of the scenario besides its own keys.
+struct PolicyInput {
+  std::size_t num_clients = 0;
+  std::size_t clients_per_round = 0;
+  std::size_t rounds = 0;
+};
+
+// Contract: one instance per run, used from the server's event loop only.
+// Deterministic: every decision depends on the server's state and the
+// seeded streams, never on wall time or thread timing. The factory reads and
+// validates the policy's keys (InputError with file:line: key).
+class RoundPolicy {
+ public:
+  virtual ~RoundPolicy() = default;
+  // Called once at virtual time 0: dispatch the first clients, schedule events.
+  virtual void start(Server& server) = 0;
+  // The event queue ran empty: schedule something, or return false when
+  // nothing can ever happen again (the run ends early).
+  virtual bool on_idle(Server& server) = 0;
+  // True once the scenario's rounds are done.
+  virtual bool finished() const = 0;
+  // Whether every client receives every broadcast (needed by a downlink with
+  // memory, where all clients hold the same reference).
+  virtual bool broadcasts_to_all() const = 0;
+};
+
+using RoundPolicyRegistry = Registry<RoundPolicy, const Config&, const PolicyInput&>;
+
+}  // namespace fedsim

@@ -1,0 +1,238 @@
+#include "server/server.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <thread>
+
+#include "core/base/blas_threads.h"
+#include "core/base/errors.h"
+#include "server/algorithm.h"
+
+namespace fedsim {
+
+Server::Server(const Scenario& scenario) : scenario_(scenario) {
+  const auto data_source = DataSourceRegistry::instance().create(scenario.data.where("source"),
+                                                                 scenario.data.get_string("source", "fashion_mnist"),
+                                                                 scenario.data);
+  const auto partitioner = PartitionerRegistry::instance().create(
+      scenario.partition.where("scheme"), scenario.partition.get_string("scheme", "iid"), scenario.partition);
+  data_ = data_source->load(scenario.seed);
+  const ModelInput input{data_.train.dim(), data_.train.num_classes};
+  model_ = scenario.algorithm->make_model(ModelRegistry::instance().create(
+      scenario.model.where("name"), scenario.model.get_string("name", "softmax_regression"), scenario.model, input));
+  AggregatorSettings agg_settings;
+  agg_settings.weight_by_samples = scenario.weight_by_samples;
+  aggregator_ = AggregatorRegistry::instance().create(
+      scenario.aggregator.where("name"),
+      scenario.aggregator.get_string("name", scenario.algorithm->default_aggregator()), scenario.aggregator,
+      agg_settings);
+  population_ = std::make_unique<Population>(scenario.root, scenario.num_clients, scenario.seed);
+  ledger_ = std::make_unique<EnergyLedger>(*population_);
+  // Every key of the file has now been read by its owner: the rest are typos.
+  scenario.root.finish();
+
+  if (data_.train.size() < scenario.num_clients)
+    throw InputError(scenario.file + ": clients: " + std::to_string(scenario.num_clients) +
+                     " clients but only " + std::to_string(data_.train.size()) + " training samples");
+  Rng partition_rng = Rng::derive(scenario.seed, Stream::kPartition);
+  std::vector<IndexView> views = partitioner->split(data_.train, scenario.num_clients, partition_rng);
+  // Client classes with a smaller data_weight hold proportionally less data:
+  // each client keeps the first ceil(size * w / w_max) samples of its share
+  // (at least one), so the heaviest class keeps its whole partition.
+  double max_weight = 0.0;
+  for (std::uint32_t i = 0; i < views.size(); ++i) max_weight = std::max(max_weight, population_->client(i).data_weight);
+  clients_.reserve(views.size());
+  for (std::uint32_t i = 0; i < views.size(); ++i) {
+    const double keep = std::ceil(double(views[i].size()) * population_->client(i).data_weight / max_weight);
+    views[i].resize(std::clamp<std::size_t>(static_cast<std::size_t>(keep), 1, views[i].size()));
+    clients_.emplace_back(i, std::move(views[i]), population_->client(i).precision);
+  }
+  states_.assign(clients_.size(), ClientState{});
+
+  Rng init_rng = Rng::derive(scenario.seed, Stream::kModelInit);
+  params_.set_size(model_->num_params());
+  model_->init(params_, init_rng);
+
+  codec_ = CodecSpec{scenario.uplink, scenario.downlink, params_.n_elem, model_->layers(), scenario.seed};
+  links_.reserve(clients_.size());
+  for (std::uint32_t i = 0; i < clients_.size(); ++i) links_.emplace_back(codec_, i);
+  downlink_ = std::make_unique<BroadcastLink>(codec_);
+
+  client_ctx_.model = model_.get();
+  client_ctx_.train = &data_.train;
+  client_ctx_.training = scenario.training;
+  client_ctx_.content = scenario.algorithm->update_content();
+  client_ctx_.seed = scenario.seed;
+
+  std::size_t threads = scenario.threads;
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  use_single_threaded_blas();  // the pool provides the parallelism (see core/base/blas_threads.h)
+  pool_ = std::make_unique<ClientPool>(threads);
+}
+
+Server::~Server() = default;
+
+std::vector<std::uint32_t> Server::available_clients(std::uint32_t availability_round, double t) const {
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t c = 0; c < clients_.size(); ++c)
+    if (!states_[c].in_flight && states_[c].busy_until_s <= t && !ledger_->exhausted(c) &&
+        population_->is_online(c, availability_round, t))
+      out.push_back(c);
+  return out;
+}
+
+std::vector<std::uint32_t> Server::sample(std::vector<std::uint32_t> candidates, std::size_t k,
+                                          std::uint32_t sampling_round) const {
+  // Partial Fisher-Yates: k uniform draws without replacement.
+  Rng rng = Rng::derive(scenario_.seed, Stream::kSampling, {sampling_round});
+  k = std::min(k, candidates.size());
+  for (std::size_t i = 0; i < k; ++i) std::swap(candidates[i], candidates[i + rng.below(candidates.size() - i)]);
+  candidates.resize(k);
+  std::sort(candidates.begin(), candidates.end());
+  return candidates;
+}
+
+double Server::next_free_s(double t) const {
+  double next = std::numeric_limits<double>::infinity();
+  for (std::uint32_t c = 0; c < clients_.size(); ++c)
+    if (!ledger_->exhausted(c) && states_[c].busy_until_s > t) next = std::min(next, states_[c].busy_until_s);
+  return next;
+}
+
+bool Server::may_return() const {
+  for (std::uint32_t c = 0; c < clients_.size(); ++c) {
+    const Availability& a = population_->client(c).availability;
+    if (!ledger_->exhausted(c) && !(a.kind == Availability::Kind::kProbability && a.online_probability <= 0.0) &&
+        !(a.kind == Availability::Kind::kPeriodic && a.on_fraction <= 0.0))
+      return true;
+  }
+  return false;
+}
+
+Broadcast Server::broadcast(std::uint32_t round) {
+  BroadcastLink::Sent sent = downlink_->broadcast(round, version_, params_);
+  return Broadcast{sent.bytes.size(), std::move(sent.model)};
+}
+
+std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector<std::uint32_t>& clients,
+                                     const Broadcast& model, std::uint64_t* dropped) {
+  std::vector<Flight> flights;
+  for (std::uint32_t c : clients) {
+    if (population_->drops_out(c, plan.round)) {
+      // Gone after receiving the model: it paid for the download only.
+      ++*dropped;
+      charge(c, plan.ledger_round, round_cost(population_->client(c), model.bytes, 0.0, 0, 0.0).download_only(), 0.0);
+      continue;
+    }
+    Flight f;
+    f.client = c;
+    f.round = plan.round;
+    f.start_s = clock_.now_s();
+    f.bytes_down = model.bytes;
+    flights.push_back(std::move(f));
+  }
+  const std::uint64_t version = version_;
+  const double share_bps =
+      server_share_bps(population_->server_capacity_bps(), plan.uplink_sharers ? plan.uplink_sharers : flights.size());
+  try {
+    pool_->run(
+        flights.size(),
+        [&](std::size_t i) {
+          Flight& f = flights[i];
+          ClientRoundResult r = clients_[f.client].run_round(client_ctx_, f.round, version, model.model, links_[f.client]);
+          f.update = std::move(r.update_bytes);
+          f.macs = r.macs;
+        },
+        [&](std::size_t i, double wall_s) {
+          Flight& f = flights[i];
+          model_math_s_ += wall_s;
+          f.cost = round_cost(population_->client(f.client), f.bytes_down, f.macs, f.update.size(), share_bps);
+          f.arrive_s = f.start_s + f.cost.busy_s();
+        });
+  } catch (const ClientPool::JobFailed& e) {
+    throw InputError(scenario_.file + ": client " + std::to_string(flights[e.job].client) +
+                     "'s local round failed: " + e.what() +
+                     " (a non-finite update usually means local training diverged: lower learning_rate)");
+  }
+  return flights;
+}
+
+std::optional<ReceivedUpdate> Server::receive(const Flight& flight, RoundMetrics& m) {
+  try {
+    ReceivedUpdate r = links_.at(flight.client).receive_update(flight.update);
+    if (r.header.round != flight.round)
+      throw DecodeError("UpdateUp for round " + std::to_string(r.header.round) + ", dispatched in round " +
+                        std::to_string(flight.round));
+    if (r.header.base_version > version_)
+      throw DecodeError("UpdateUp computed from model version " + std::to_string(r.header.base_version) +
+                        ", newer than the server's " + std::to_string(version_));
+    if (r.header.skipped) ++m.censored;
+    return r;
+  } catch (const DecodeError&) {
+    ++m.rejected;
+    return std::nullopt;
+  }
+}
+
+void Server::aggregate(std::vector<Accepted> accepted, RoundMetrics& m) {
+  std::sort(accepted.begin(), accepted.end(), [](const Accepted& a, const Accepted& b) {
+    const UpdateHeader& x = a.update->header;
+    const UpdateHeader& y = b.update->header;
+    return x.client != y.client ? x.client < y.client : x.base_version < y.base_version;
+  });
+  const std::size_t dim = params_.n_elem;
+  std::vector<ClientUpdate> updates;
+  double loss_sum = 0.0;
+  std::uint64_t wire_bits = 0;
+  for (const Accepted& a : accepted) {
+    const ReceivedUpdate& r = *a.update;
+    ClientUpdate u;
+    u.client_id = r.header.client;
+    u.num_samples = r.header.num_samples;
+    u.weight = a.weight;
+    u.vector = {r.vector.memptr(), dim};
+    updates.push_back(u);
+    loss_sum += r.header.train_loss;
+    wire_bits += 8ULL * r.wire_bytes;
+  }
+  aggregator_->apply(updates, scenario_.server_learning_rate, params_);
+  m.clients = updates.size();
+  if (updates.empty()) return;
+  ++version_;
+  m.train_loss = loss_sum / static_cast<double>(updates.size());
+  m.uplink_bits_per_coord = static_cast<double>(wire_bits) / static_cast<double>(updates.size() * dim);
+}
+
+void Server::close_round(RoundMetrics& m, bool last) {
+  if (last || m.round % scenario_.eval_every == 0) {
+    const auto start = std::chrono::steady_clock::now();
+    const Evaluation e = model_->evaluate(params_, data_.test);
+    model_math_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    m.test_accuracy = e.accuracy;
+    m.test_loss = e.loss;
+    summary_.final_accuracy = e.accuracy;
+    summary_.final_loss = e.loss;
+  }
+  RoundEnergy energy = ledger_->take_round();
+  m.energy = energy.energy;
+  m.class_energy_j = std::move(energy.class_j);
+  m.sim_time_s = clock_.now_s();
+  summary_.bytes_up += m.bytes_up;
+  summary_.bytes_down += m.bytes_down;
+  summary_.energy_j += m.energy.total_j();
+  summary_.rounds.push_back(m);
+  if (on_round_) on_round_(m);
+}
+
+void Server::charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s) {
+  ledger_->charge(client, ledger_round, cost, idle_s);
+}
+
+void Server::record(const Flight& f, std::uint32_t round, bool aggregated) {
+  trace_.push_back(
+      ArrivalRecord{round, f.client, f.start_s, f.arrive_s, f.bytes_down, f.update.size(), f.macs, aggregated, f.cost});
+}
+
+}  // namespace fedsim

@@ -1,0 +1,181 @@
+// The server of a run: its state (model, aggregator, clients, links, ledger,
+// virtual clock) and the steps a round policy composes (server/round_policy.h):
+// find and sample clients, broadcast the model, dispatch clients (their local
+// rounds run in the client pool), receive and decode their updates,
+// aggregate, and close a round (evaluate, account energy, emit metrics).
+//
+// The server learns about an update only from the bytes of its UpdateUp,
+// decoded through the client's codec link (core/wire/codec_link.h); what it
+// knows besides is the network and device model's account of the message
+// (when it arrives, what it cost), which a real deployment would measure.
+#pragma once
+
+#include <armadillo>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "clients/client.h"
+#include "core/data/data_source.h"
+#include "core/models/model.h"
+#include "core/wire/codec_link.h"
+#include "server/aggregator.h"
+#include "server/client_pool.h"
+#include "server/client_state.h"
+#include "server/energy.h"
+#include "server/metrics.h"
+#include "server/population.h"
+#include "server/scenario.h"
+#include "server/virtual_clock.h"
+
+namespace fedsim {
+
+struct RunSummary {
+  std::vector<RoundMetrics> rounds;
+  double final_accuracy = NAN;
+  double final_loss = NAN;
+  double sim_time_s = 0.0;
+  std::uint64_t bytes_up = 0;
+  std::uint64_t bytes_down = 0;
+  double energy_j = 0.0;
+  double wall_s = 0.0;
+  double model_math_s = 0.0;  // wall time inside local training + evaluation (summed over threads)
+  std::size_t clients_exhausted = 0;
+};
+
+// One client's round as the network and device models saw it.
+struct ArrivalRecord {
+  std::uint32_t round = 0;
+  std::uint32_t client = 0;
+  double start_s = 0.0;        // model sent
+  double arrive_s = 0.0;       // update received
+  std::uint64_t bytes_down = 0;
+  std::uint64_t bytes_up = 0;
+  double macs = 0.0;
+  bool aggregated = false;     // false: dropped (deadline, over-selection surplus, rejected)
+  RoundCost cost;
+};
+
+// One client's round in flight: its update's bytes on their way to the
+// server, with the network and device models' account of them.
+struct Flight {
+  std::uint32_t client = 0;
+  std::uint32_t round = 0;       // the client's round number (UpdateUp.round)
+  double start_s = 0.0;          // model sent
+  double arrive_s = 0.0;         // update arrives
+  std::uint64_t bytes_down = 0;  // the ModelDown it received
+  std::string update;            // serialized UpdateUp
+  double macs = 0.0;
+  RoundCost cost;
+};
+
+// How a policy dispatches a batch of clients.
+struct DispatchPlan {
+  std::uint32_t round = 0;         // client round: training/uplink streams, drop-out draws, UpdateUp.round
+  std::uint32_t ledger_round = 0;  // the energy ledger's round for drop-outs' charges
+  std::size_t uplink_sharers = 0;  // clients sharing the server's capacity; 0 = those of this batch
+};
+
+struct Broadcast {
+  std::uint64_t bytes = 0;  // serialized ModelDown size
+  arma::fvec model;         // what clients start from
+};
+
+// An update a policy accepted for aggregation, with its policy weight.
+struct Accepted {
+  const ReceivedUpdate* update = nullptr;
+  double weight = 1.0;
+};
+
+// Contract: used from the event loop's thread only (the client pool calls
+// back on it). Deterministic in the scenario and seed.
+class Server {
+ public:
+  // Builds everything the scenario describes (loads data, partitions,
+  // models, links, population). Throws InputError.
+  explicit Server(const Scenario& scenario);
+  ~Server();
+
+  const Scenario& scenario() const { return scenario_; }
+  VirtualClock& clock() { return clock_; }
+  double now_s() const { return clock_.now_s(); }
+  std::uint64_t version() const { return version_; }
+  std::size_t num_clients() const { return clients_.size(); }
+  std::size_t num_params() const { return params_.n_elem; }
+
+  // Clients free at time t (not in flight, not busy, battery left) and online
+  // in `availability_round`, by id. O(num_clients).
+  std::vector<std::uint32_t> available_clients(std::uint32_t availability_round, double t) const;
+  // k of `candidates` uniformly (Rng stream kSampling, {sampling_round}), by id.
+  std::vector<std::uint32_t> sample(std::vector<std::uint32_t> candidates, std::size_t k,
+                                    std::uint32_t sampling_round) const;
+  // The earliest time a busy client with battery left becomes free; +inf if none.
+  double next_free_s(double t) const;
+  // Whether any client with battery left can ever be online again.
+  bool may_return() const;
+  ClientState& state(std::uint32_t client) { return states_.at(client); }
+  std::size_t num_exhausted() const { return ledger_->num_exhausted(); }
+
+  // Encodes the model for `round` and decodes it as the clients will.
+  Broadcast broadcast(std::uint32_t round);
+  // Sends the broadcast model to `clients`: those that drop out (drawn per
+  // plan.round) pay for the download only and are counted in *dropped; the
+  // others run their local round in the pool. Returns their flights, in the
+  // order of `clients`.
+  std::vector<Flight> dispatch(const DispatchPlan& plan, const std::vector<std::uint32_t>& clients,
+                               const Broadcast& model, std::uint64_t* dropped);
+  // Decodes a flight's UpdateUp through its client's link. A corrupt message
+  // (or one that contradicts the flight: another round, a future model
+  // version) counts in m.rejected and yields nothing; a skipped one counts in
+  // m.censored.
+  std::optional<ReceivedUpdate> receive(const Flight& flight, RoundMetrics& m);
+  // Folds accepted updates (any order; sorted by client id and base version
+  // here) into the model; fills m.clients, m.train_loss, m.uplink_bits_per_coord.
+  // The model version advances when anything was aggregated.
+  void aggregate(std::vector<Accepted> accepted, RoundMetrics& m);
+  // Closes a round at the current time: evaluates (every eval_every rounds
+  // and when `last`), takes the round's energy from the ledger, emits m.
+  void close_round(RoundMetrics& m, bool last);
+
+  void charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s);
+  void record(const Flight& flight, std::uint32_t round, bool aggregated);
+
+  void set_round_sink(std::function<void(const RoundMetrics&)> sink) { on_round_ = std::move(sink); }
+  RunSummary& summary() { return summary_; }
+  double model_math_s() const { return model_math_s_; }
+
+  const Population& population() const { return *population_; }
+  const EnergyLedger& ledger() const { return *ledger_; }
+  const arma::fvec& model_params() const { return params_; }
+  const DataSplit& data() const { return data_; }
+  const std::vector<ArrivalRecord>& trace() const { return trace_; }
+
+ private:
+  void build_clients();
+
+  const Scenario& scenario_;
+  DataSplit data_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Aggregator> aggregator_;
+  std::unique_ptr<Population> population_;
+  std::unique_ptr<EnergyLedger> ledger_;
+  std::vector<SimClient> clients_;
+  std::vector<ClientState> states_;
+  CodecSpec codec_;
+  std::vector<CodecLink> links_;
+  std::unique_ptr<BroadcastLink> downlink_;
+  ClientContext client_ctx_;
+  arma::fvec params_;
+  std::uint64_t version_ = 0;
+  VirtualClock clock_;
+  std::unique_ptr<ClientPool> pool_;
+  std::vector<ArrivalRecord> trace_;
+  RunSummary summary_;
+  std::function<void(const RoundMetrics&)> on_round_;
+  double model_math_s_ = 0.0;
+};
+
+}  // namespace fedsim
