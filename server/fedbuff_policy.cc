@@ -112,12 +112,8 @@ class FedBuff final : public RoundPolicy {
   double round_start_s_ = 0.0;
 };
 
-FEDSIM_REGISTER(
-    RoundPolicyRegistry, "async",
-    [](const Config& server, const PolicyInput& in) -> std::unique_ptr<RoundPolicy> {
-      return std::make_unique<FedBuff>(server, in);
-    },
-    "FedBuff: concurrency clients in flight, aggregate every buffer_size arrivals, staleness-weighted");
+FEDSIM_REGISTER(RoundPolicyRegistry, "async", make_round_policy<FedBuff>,
+                "FedBuff: concurrency clients in flight, aggregate every buffer_size arrivals, staleness-weighted");
 
 }  // namespace
 }  // namespace fedsim

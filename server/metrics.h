@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "server/energy_breakdown.h"
+#include "server/energy.h"
 
 namespace fedsim {
 

@@ -49,4 +49,10 @@ class RoundPolicy {
 
 using RoundPolicyRegistry = Registry<RoundPolicy, const Config&, const PolicyInput&>;
 
+// The registry factory of a policy class constructed from (server keys, input).
+template <class Policy>
+std::unique_ptr<RoundPolicy> make_round_policy(const Config& server, const PolicyInput& input) {
+  return std::make_unique<Policy>(server, input);
+}
+
 }  // namespace fedsim

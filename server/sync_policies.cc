@@ -153,7 +153,7 @@ class SyncPolicy : public RoundPolicy {
 
 class WaitAll final : public SyncPolicy {
  public:
-  using SyncPolicy::SyncPolicy;
+  WaitAll(const Config&, const PolicyInput& in) : SyncPolicy(in) {}
 };
 
 class Deadline final : public SyncPolicy {
@@ -195,22 +195,12 @@ class OverSelection final : public SyncPolicy {
   double factor_;
 };
 
-FEDSIM_REGISTER(
-    RoundPolicyRegistry, "wait_all",
-    [](const Config&, const PolicyInput& in) -> std::unique_ptr<RoundPolicy> { return std::make_unique<WaitAll>(in); },
-    "synchronous: the round closes at the last arrival");
-FEDSIM_REGISTER(
-    RoundPolicyRegistry, "deadline",
-    [](const Config& server, const PolicyInput& in) -> std::unique_ptr<RoundPolicy> {
-      return std::make_unique<Deadline>(server, in);
-    },
-    "synchronous: updates after deadline_s are dropped");
-FEDSIM_REGISTER(
-    RoundPolicyRegistry, "over_selection",
-    [](const Config& server, const PolicyInput& in) -> std::unique_ptr<RoundPolicy> {
-      return std::make_unique<OverSelection>(server, in);
-    },
-    "synchronous: sample ceil(r x over_selection), aggregate the first r arrivals");
+FEDSIM_REGISTER(RoundPolicyRegistry, "wait_all", make_round_policy<WaitAll>,
+                "synchronous: the round closes at the last arrival");
+FEDSIM_REGISTER(RoundPolicyRegistry, "deadline", make_round_policy<Deadline>,
+                "synchronous: updates after deadline_s are dropped");
+FEDSIM_REGISTER(RoundPolicyRegistry, "over_selection", make_round_policy<OverSelection>,
+                "synchronous: sample ceil(r x over_selection), aggregate the first r arrivals");
 
 }  // namespace
 }  // namespace fedsim

@@ -1,5 +1,7 @@
 #include "core/compression/pipeline.h"
 
+#include <mutex>
+
 #include "core/base/errors.h"
 
 namespace fedsim {
@@ -59,6 +61,11 @@ PipelineSpec PipelineSpec::parse(const Config& parent, const std::string& key) {
 
 std::unique_ptr<Compressor> PipelineSpec::make(std::size_t dim, const std::vector<Layer>& layers,
                                                std::uint64_t shared_seed) const {
+  // Stage factories read their settings through Config, whose reads mark keys
+  // as used in state shared by every copy; clients build their pipeline ends
+  // from worker threads, so one make() runs at a time.
+  static std::mutex config_reads;
+  const std::lock_guard<std::mutex> lock(config_reads);
   if (stages_.empty()) {
     const StageRegistry::Entry* f32 = StageRegistry::instance().find("float32");
     StageContext ctx{dim, layers, shared_seed, nullptr};

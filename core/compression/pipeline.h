@@ -26,6 +26,7 @@ class PipelineSpec {
   static PipelineSpec parse(const Config& parent, const std::string& key);
   static PipelineSpec float32();
 
+  // Thread-safe (calls are serialized).
   std::unique_ptr<Compressor> make(std::size_t dim, const std::vector<Layer>& layers, std::uint64_t shared_seed) const;
   // "error_feedback > qsgd > zstd"
   std::string describe() const;

@@ -81,7 +81,8 @@ TEST(Cli, ValidateAndListSucceed) {
   EXPECT_EQ(cli({"list"}), 0);
   const std::string list = testing::internal::GetCapturedStdout();
   for (const char* name : {"softmax_regression", "mlp", "fashion_mnist", "dirichlet", "qsgd", "natural",
-                           "predictive_coding", "fedvote_binary", "vote", "edge_fpga"})
+                           "predictive_coding", "fedvote_binary", "vote", "edge_fpga", "round policies (server.policy)",
+                           "algorithms (algorithm.name)", "over_selection", "async", "fedpaq", "fedvote "})
     EXPECT_NE(list.find(name), std::string::npos) << name;
 }
 
