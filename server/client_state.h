@@ -21,8 +21,9 @@
 // |                                       |   scratch buffers                                 |                             |
 // | BroadcastLink (one for all clients)   | server and client references, 4 dim each          | 0 (shared)                  |
 //
-// Everything else (model, data, aggregator state, the event queue, the
-// trace of arrivals) is per run or per message, not per client; the trace
+// Everything else (model, data, aggregator state, the event queue and the
+// policy's tables of flights, the trace of arrivals) is per run or per
+// message, not per client; the trace
 // (Simulation::trace) grows by one ArrivalRecord per client round.
 #pragma once
 

@@ -13,7 +13,7 @@
 // battery left can come online again). A client is charged its round when
 // its update arrives.
 #include <cmath>
-#include <limits>
+#include <map>
 #include <memory>
 
 #include "server/round_policy.h"
@@ -22,7 +22,6 @@
 namespace fedsim {
 namespace {
 
-constexpr std::uint64_t kServerEvent = std::numeric_limits<std::uint64_t>::max();
 constexpr double kRetryAfterS = 1.0;
 
 class FedBuff final : public RoundPolicy {
@@ -41,11 +40,22 @@ class FedBuff final : public RoundPolicy {
 
   void start(Server& s) override { dispatch(s, concurrency_); }
 
+  void on_event(Server& s, const Event& e) override {
+    if (e.kind == kRetry) {
+      dispatch(s, concurrency_);
+      return;
+    }
+    const auto it = flights_.find(e.arg);
+    Flight f = std::move(it->second);
+    flights_.erase(it);
+    arrive(s, f);
+  }
+
   bool on_idle(Server& s) override {
     // Nobody in flight (everyone offline or out of battery): try again later,
     // unless no client can ever come back.
     if (finished() || !s.may_return()) return false;
-    s.clock().schedule(s.now_s() + kRetryAfterS, kServerEvent, [this, &s] { dispatch(s, concurrency_); });
+    s.clock().schedule(s.now_s() + kRetryAfterS, kServerTarget, kRetry);
     return true;
   }
 
@@ -53,6 +63,8 @@ class FedBuff final : public RoundPolicy {
   bool broadcasts_to_all() const override { return false; }
 
  private:
+  enum Kind : std::uint32_t { kArrival, kRetry };
+
   std::uint32_t ledger_round() const { return static_cast<std::uint32_t>(aggregations_ + 1); }
 
   void dispatch(Server& s, std::size_t how_many) {
@@ -65,8 +77,8 @@ class FedBuff final : public RoundPolicy {
                                 &m_.dropped_offline)) {
       s.state(f.client).in_flight = true;
       ++in_flight_;
-      auto flight = std::make_shared<Flight>(std::move(f));
-      s.clock().schedule(flight->arrive_s, flight->client, [this, &s, flight] { arrive(s, *flight); });
+      s.clock().schedule(f.arrive_s, f.client, kArrival, next_flight_);
+      flights_.emplace(next_flight_++, std::move(f));
     }
   }
 
@@ -103,6 +115,8 @@ class FedBuff final : public RoundPolicy {
   std::size_t concurrency_;
   double staleness_exponent_;
   std::size_t rounds_;
+  std::map<std::uint64_t, Flight> flights_;  // in flight, by the id their arrival event carries
+  std::uint64_t next_flight_ = 0;
   std::vector<ReceivedUpdate> buffer_;
   RoundMetrics m_;  // the aggregation being filled
   std::uint32_t dispatches_ = 0;

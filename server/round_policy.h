@@ -2,9 +2,13 @@
 // the server dispatches and when, which arriving updates count, and when a
 // round closes. The server (server/server.h) offers the steps -- sample,
 // broadcast, dispatch, receive, aggregate, close a round -- and the one
-// virtual clock; the policy composes them from its event handlers. The event
-// loop (Simulation::run) only pops events and asks the policy whether the run
-// is over: it never asks for a policy's name.
+// virtual clock; the policy composes them in its event handler. The event
+// loop (Simulation::run) only pops events, hands them to the policy and asks
+// whether the run is over: it never asks for a policy's name.
+//
+// Events are data (server/virtual_clock.h): a policy schedules (time,
+// target, kind, arg) and keeps what they refer to (flights, open rounds) in
+// its own tables, so that its whole state can be checkpointed.
 //
 // One class per policy, registered by name (`server: {policy: NAME, its keys}`):
 //   server/sync_policies.cc    wait_all, deadline, over_selection
@@ -16,6 +20,7 @@
 
 #include "core/base/config.h"
 #include "core/base/registry.h"
+#include "server/virtual_clock.h"
 
 namespace fedsim {
 
@@ -37,6 +42,8 @@ class RoundPolicy {
   virtual ~RoundPolicy() = default;
   // Called once at virtual time 0: dispatch the first clients, schedule events.
   virtual void start(Server& server) = 0;
+  // An event this policy scheduled is due (the clock stands at its time).
+  virtual void on_event(Server& server, const Event& event) = 0;
   // The event queue ran empty: schedule something, or return false when
   // nothing can ever happen again (the run ends early).
   virtual bool on_idle(Server& server) = 0;

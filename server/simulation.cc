@@ -17,7 +17,7 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
   policy_->start(*server_);
   while (!policy_->finished()) {
     if (clock.empty() && !policy_->on_idle(*server_)) break;  // nothing can happen any more
-    if (!clock.empty()) clock.run_next();
+    if (!clock.empty()) policy_->on_event(*server_, clock.pop());
   }
   RunSummary summary = server_->summary();
   summary.sim_time_s = clock.now_s();

@@ -17,6 +17,7 @@
 // updates of every client dispatched in the round, late ones included.
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -25,9 +26,6 @@
 
 namespace fedsim {
 namespace {
-
-// Server events (round starts, deadlines) come after client arrivals at the same time.
-constexpr std::uint64_t kServerEvent = std::numeric_limits<std::uint64_t>::max();
 
 struct SyncRound {
   std::uint32_t number = 0;
@@ -38,7 +36,8 @@ struct SyncRound {
   RoundMetrics m;
   std::vector<Flight> flights;  // by client id
   std::vector<std::optional<ReceivedUpdate>> taken;
-  std::size_t arrived = 0;
+  std::size_t arrived = 0;    // while open
+  std::size_t delivered = 0;  // all arrivals, late ones included
   std::size_t accepted = 0;
 };
 
@@ -47,21 +46,48 @@ class SyncPolicy : public RoundPolicy {
   explicit SyncPolicy(const PolicyInput& in) : per_round_(in.clients_per_round), rounds_(in.rounds) {}
 
   void start(Server& s) override {
-    next_ = std::make_shared<SyncRound>();
-    next_->number = 1;
+    current_ = 1;
+    rounds_open_[current_].number = current_;
     begin(s);
   }
+
+  void on_event(Server& s, const Event& e) override {
+    switch (e.kind) {
+      case kArrival:
+        arrive(s, static_cast<std::uint32_t>(e.arg >> 32), static_cast<std::size_t>(e.arg & 0xffffffffu));
+        break;
+      case kBegin:
+        begin(s);
+        break;
+      case kDispatch:
+        dispatch(s);
+        break;
+      case kDeadline:
+        // A round that closed with every update in may be gone already.
+        if (const auto it = rounds_open_.find(static_cast<std::uint32_t>(e.arg)); it != rounds_open_.end())
+          on_deadline(s, it->second);
+        break;
+    }
+  }
+
   bool on_idle(Server&) override { return false; }  // an open round always has an event pending
   bool finished() const override { return closed_ >= rounds_; }
   bool broadcasts_to_all() const override { return true; }
 
  protected:
+  enum Kind : std::uint32_t { kArrival, kBegin, kDispatch, kDeadline };
+
   // How many clients to sample for `per_round` wanted.
   virtual std::size_t sample_size(std::size_t per_round) const { return per_round; }
   // After the round's clients were dispatched (flights non-empty).
-  virtual void on_dispatched(Server& s, const std::shared_ptr<SyncRound>& round) {
+  virtual void on_dispatched(Server& s, const SyncRound& r) {
     (void)s;
-    (void)round;
+    (void)r;
+  }
+  // The deadline event of round r (scheduled by on_dispatched) is due.
+  virtual void on_deadline(Server& s, SyncRound& r) {
+    (void)s;
+    (void)r;
   }
   // Whether the round closes now, after an arrival.
   virtual bool closes_after_arrival(const SyncRound& r) const { return r.arrived == r.flights.size(); }
@@ -84,25 +110,28 @@ class SyncPolicy : public RoundPolicy {
     s.close_round(r.m, r.number == rounds_);
     r.taken.clear();
     ++closed_;
-    if (closed_ >= rounds_) return;
-    // Late arrivals at this very time are decoded before the next round samples.
-    next_ = std::make_shared<SyncRound>();
-    next_->number = r.number + 1;
-    s.clock().schedule(round_end, kServerEvent, [this, &s] { begin(s); });
+    const std::uint32_t number = r.number;
+    if (closed_ < rounds_) {
+      // Late arrivals at this very time are decoded before the next round samples.
+      ++current_;
+      rounds_open_[current_].number = current_;
+      s.clock().schedule(round_end, kServerTarget, kBegin);
+    }
+    forget_if_done(number);  // may erase r
   }
 
   std::size_t per_round_;
 
  private:
   void begin(Server& s) {
-    SyncRound& r = *next_;
+    SyncRound& r = rounds_open_.at(current_);
     r.start_s = s.now_s();
     if (s.available_clients(r.number, r.start_s).empty()) {
       // Every client left may still be finishing an earlier round: wait for
       // the first of them rather than run empty rounds that take no time.
       const double next_free = s.next_free_s(r.start_s);
       if (std::isfinite(next_free)) {
-        s.clock().schedule(next_free, kServerEvent, [this, &s] { dispatch(s); });
+        s.clock().schedule(next_free, kServerTarget, kDispatch);
         return;
       }
     }
@@ -110,8 +139,7 @@ class SyncPolicy : public RoundPolicy {
   }
 
   void dispatch(Server& s) {
-    std::shared_ptr<SyncRound> round = next_;
-    SyncRound& r = *round;
+    SyncRound& r = rounds_open_.at(current_);
     r.t0 = s.now_s();
     r.open = true;
     r.m.round = r.number;
@@ -129,15 +157,21 @@ class SyncPolicy : public RoundPolicy {
       return;
     }
     for (std::size_t i = 0; i < r.flights.size(); ++i)
-      s.clock().schedule(r.flights[i].arrive_s, r.flights[i].client, [this, &s, round, i] { arrive(s, *round, i); });
-    on_dispatched(s, round);
+      s.clock().schedule(r.flights[i].arrive_s, r.flights[i].client, kArrival,
+                         (std::uint64_t{r.number} << 32) | static_cast<std::uint64_t>(i));
+    on_dispatched(s, r);
   }
 
-  void arrive(Server& s, SyncRound& r, std::size_t i) {
+  void arrive(Server& s, std::uint32_t number, std::size_t i) {
+    SyncRound& r = rounds_open_.at(number);
     // Decode every message, late ones too: stateful stages stay in step with
     // the client even when the update is not used. Counts go to the round open now.
-    std::optional<ReceivedUpdate> got = s.receive(r.flights[i], next_->m);
-    if (!r.open) return;
+    std::optional<ReceivedUpdate> got = s.receive(r.flights[i], rounds_open_.at(current_).m);
+    ++r.delivered;
+    if (!r.open) {
+      forget_if_done(number);
+      return;
+    }
     ++r.arrived;
     if (got) {
       r.taken[i] = std::move(got);
@@ -146,9 +180,19 @@ class SyncPolicy : public RoundPolicy {
     if (closes_after_arrival(r)) close(s, r);
   }
 
+  // A closed round whose every update has arrived is of no more use (a
+  // deadline event may still name it: on_event skips a missing round).
+  void forget_if_done(std::uint32_t number) {
+    const SyncRound& r = rounds_open_.at(number);
+    if (!r.open && r.delivered == r.flights.size() && number != current_) rounds_open_.erase(number);
+  }
+
   std::size_t rounds_;
   std::size_t closed_ = 0;
-  std::shared_ptr<SyncRound> next_;  // the open round, or the next one between a close and its start
+  std::uint32_t current_ = 0;  // the open round, or the next one between a close and its start
+  // Rounds still referred to by events: the current one and closed ones
+  // with updates in flight.
+  std::map<std::uint32_t, SyncRound> rounds_open_;
 };
 
 class WaitAll final : public SyncPolicy {
@@ -164,13 +208,14 @@ class Deadline final : public SyncPolicy {
   }
 
  private:
-  void on_dispatched(Server& s, const std::shared_ptr<SyncRound>& round) override {
-    // Arrivals at the deadline itself are on time (client events come first).
-    s.clock().schedule(round->t0 + deadline_s_, kServerEvent, [this, &s, round] {
-      if (!round->open) return;
-      round->m.dropped_deadline = round->flights.size() - round->arrived;
-      close(s, *round);
-    });
+  void on_dispatched(Server& s, const SyncRound& r) override {
+    // Arrivals at the deadline itself are on time (server events come last).
+    s.clock().schedule(r.t0 + deadline_s_, kServerTarget, kDeadline, r.number);
+  }
+  void on_deadline(Server& s, SyncRound& r) override {
+    if (!r.open) return;  // every update came in time
+    r.m.dropped_deadline = r.flights.size() - r.arrived;
+    close(s, r);
   }
 
   double deadline_s_;

@@ -1,48 +1,52 @@
-// Simulated time. The virtual clock is the only clock the model sees: events
-// carry a time, a target and an action, and the earliest pops first. Ties
-// break by target id, then by insertion order, so the order never depends on
-// thread timing.
+// Simulated time. The virtual clock is the only clock the model sees: an
+// event has a time, a target and an action, and the earliest pops first.
+// Ties break by target id, then by insertion order, so the order never
+// depends on thread timing.
+//
+// Events are plain data (what happens is `kind` with argument `arg`, both
+// the scheduling policy's to define; the policy keeps what an event refers
+// to in tables of its own), so that the queue, like the rest of a run's
+// state, can be written to a checkpoint and read back.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <queue>
 #include <vector>
 
 namespace fedsim {
 
+struct Event {
+  double time_s = 0.0;
+  std::uint64_t target = 0;  // client id, or kServerTarget
+  std::uint64_t seq = 0;     // insertion order
+  std::uint32_t kind = 0;
+  std::uint64_t arg = 0;
+};
+
+// Target of the server's own events (round starts, deadlines, retries): they
+// come after every client event at the same time.
+constexpr std::uint64_t kServerTarget = ~std::uint64_t{0};
+
 class VirtualClock {
  public:
-  using Action = std::function<void()>;
-
   double now_s() const { return now_s_; }
   bool empty() const { return queue_.empty(); }
   std::size_t size() const { return queue_.size(); }
   double next_time_s() const { return queue_.top().time_s; }
 
-  // Schedules `action` at absolute time `time_s` (>= now).
-  void schedule(double time_s, std::uint64_t target, Action action) {
-    queue_.push(Event{time_s < now_s_ ? now_s_ : time_s, target, next_seq_++, std::move(action)});
+  // Schedules an event at absolute time `time_s` (an earlier time is taken as now).
+  void schedule(double time_s, std::uint64_t target, std::uint32_t kind, std::uint64_t arg = 0) {
+    queue_.push(Event{time_s < now_s_ ? now_s_ : time_s, target, next_seq_++, kind, arg});
   }
-  // Pops the earliest event, advances the clock to it and runs it.
-  void run_next() {
+  // Pops the earliest event and advances the clock to it. Not empty().
+  Event pop() {
     Event e = queue_.top();
     queue_.pop();
     now_s_ = e.time_s;
-    e.action();
-  }
-  // Moves the clock forward (never backward) without an event.
-  void advance_to(double time_s) {
-    if (time_s > now_s_) now_s_ = time_s;
+    return e;
   }
 
  private:
-  struct Event {
-    double time_s;
-    std::uint64_t target;
-    std::uint64_t seq;
-    Action action;
-  };
   struct Later {
     bool operator()(const Event& a, const Event& b) const {
       if (a.time_s != b.time_s) return a.time_s > b.time_s;
