@@ -1,7 +1,6 @@
 // Synchronous round policies. Round k sends the model at t0 (when round k-1
-// closed, or later if every free client was busy: then the server waits for
-// the first one to become free) to clients sampled among those free and
-// online, and closes
+// closed, or, if no client is free then, when the first busy one becomes
+// free) to clients sampled among those free and online, and closes
 //   wait_all:       at the last arrival;
 //   deadline:       at the last arrival if all came by t0 + deadline_s, else
 //                   at t0 + deadline_s; later updates are dropped (dropped_deadline);
