@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (ASan) and runs each for N seconds.
+# Builds the libFuzzer targets with clang (ASan) in build-fuzz/ and runs each
+# for N seconds; `tools/fuzz.sh --build-only` only builds them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
@@ -8,6 +9,7 @@ CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFEDSIM_
 targets=$(ls tests/fuzz/*.cc 2>/dev/null | xargs -n1 basename | sed 's/\.cc$//')
 if [ -z "$targets" ]; then echo "fuzz.sh: no fuzz targets" >&2; exit 1; fi
 cmake --build build-fuzz -j"$(nproc)" --target $targets
+if [ "$seconds" = --build-only ]; then exit 0; fi
 for t in $targets; do
   echo "fuzz: $t for ${seconds}s"
   mkdir -p build-fuzz/corpus/$t

@@ -27,8 +27,8 @@ static_assert(LaneRng::kLanes == 8);
   } while (false)
 
 // The eight lanes as two named halves of four (32-byte vectors, see simd.h).
-FEDSIM_SIMD_DISPATCH
-void fill_lanes(std::uint64_t (&state)[4][LaneRng::kLanes], std::uint64_t* out, std::size_t steps) {
+using State = std::uint64_t[4][LaneRng::kLanes];
+[[gnu::always_inline]] inline void fill_lanes(State& state, std::uint64_t* out, std::size_t steps) {
   u64x4 a0, a1, a2, a3, b0, b1, b2, b3;
   std::memcpy(&a0, state[0], 32);
   std::memcpy(&b0, state[0] + 4, 32);
@@ -55,6 +55,13 @@ void fill_lanes(std::uint64_t (&state)[4][LaneRng::kLanes], std::uint64_t* out, 
   std::memcpy(state[3] + 4, &b3, 32);
 }
 #undef FEDSIM_XOSHIRO_STEP
+FEDSIM_TARGET_AVX512 void fill_lanes_avx512(State& state, std::uint64_t* out, std::size_t steps) {
+  fill_lanes(state, out, steps);
+}
+FEDSIM_TARGET_AVX2 void fill_lanes_avx2(State& state, std::uint64_t* out, std::size_t steps) {
+  fill_lanes(state, out, steps);
+}
+void fill_lanes_baseline(State& state, std::uint64_t* out, std::size_t steps) { fill_lanes(state, out, steps); }
 
 }  // namespace
 
@@ -73,6 +80,13 @@ LaneRng::LaneRng(Rng& rng) {
     if ((state_[0][j] | state_[1][j] | state_[2][j] | state_[3][j]) == 0) state_[0][j] = 1;
 }
 
-void LaneRng::fill(std::uint64_t* out, std::size_t steps) { fill_lanes(state_, out, steps); }
+void LaneRng::fill(std::uint64_t* out, std::size_t steps) {
+  static const auto kernel = simd::pick(simd::best_isa(), fill_lanes_avx512, fill_lanes_avx2, fill_lanes_baseline);
+  kernel(state_, out, steps);
+}
+
+void LaneRng::fill(std::uint64_t* out, std::size_t steps, simd::Isa isa) {
+  simd::pick(isa, fill_lanes_avx512, fill_lanes_avx2, fill_lanes_baseline)(state_, out, steps);
+}
 
 }  // namespace fedsim

@@ -1,10 +1,11 @@
 // Portable SIMD for the measured hot kernels (quantizers, bit packing, bulk
 // random draws): GCC/Clang vector extensions over 8 or 16 lanes of 32 bits.
 //
-// Every clone performs the same lane-wise IEEE operations in the same order,
-// so results are bit-identical whichever clone runs. The AVX-512 clone may
-// contract a * b + c into a fused multiply-add: kernels must not contain such
-// a pattern unless the product is exact (float squares summed in double are).
+// Every variant performs the same lane-wise IEEE operations in the same
+// order, so results are bit-identical whichever variant runs. The AVX-512
+// variant may contract a * b + c into a fused multiply-add: kernels must not
+// contain such a pattern unless the product is exact (float squares summed in
+// double are).
 //
 // Portable kernels avoid vector comparisons and narrowing conversions: GCC
 // lowers those element by element when the vector is wider than the target's
@@ -57,56 +58,74 @@ struct Lanes8 {
 
 }  // namespace fedsim::simd
 
-// Two ways to build for several instruction sets:
-// - FEDSIM_SIMD_DISPATCH on a function compiles it for the build's baseline
-//   and, on x86-64, also for AVX2 and AVX-512; the loader picks the best.
-//   Such functions use vectors of at most 32 bytes (see Lanes8).
-// - For kernels whose best code differs by instruction set (vector width;
-//   narrowing conversions are one instruction on AVX-512 and element by
-//   element elsewhere), FEDSIM_TARGET_AVX2 / FEDSIM_TARGET_AVX512 mark
-//   explicit variants and best_isa() chooses among them at run time.
+// Building for several instruction sets: a kernel is written once (an
+// always-inline template or function) and instantiated as explicit variants,
+// `name_avx512` marked FEDSIM_TARGET_AVX512, `name_avx2` marked
+// FEDSIM_TARGET_AVX2 and `name_baseline` for the build's baseline; pick()
+// chooses one at run time, once per kernel (a function pointer in a static).
+// tools/check_isa.sh checks that 256-bit and 512-bit instructions occur only
+// in functions so named.
+//
+// Not target_clones: clang 14 (the fuzz build) silently compiled such a
+// function, max_abs, declared without the attribute in its header, as one
+// AVX-512 function without resolver or fallback, which died with SIGILL on
+// AVX2 CPUs. Explicit variants behave the same with every compiler and
+// sanitizer, and FEDSIM_SIMD caps all of them.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FEDSIM_NO_SIMD_DISPATCH)
 #define FEDSIM_SIMD_X86 1
 #define FEDSIM_TARGET_AVX2 __attribute__((target("avx2")))
 #define FEDSIM_TARGET_AVX512 __attribute__((target("avx512f")))
-#if defined(__AVX512F__)
-#define FEDSIM_SIMD_DISPATCH
-#else
-#define FEDSIM_SIMD_DISPATCH __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
 #else
 #define FEDSIM_SIMD_X86 0
 #define FEDSIM_TARGET_AVX2
 #define FEDSIM_TARGET_AVX512
-#define FEDSIM_SIMD_DISPATCH
 #endif
 
 namespace fedsim::simd {
 
 enum class Isa { kBaseline, kAvx2, kAvx512 };
 
-// The widest instruction set this CPU and OS support (checked once), for
-// the explicit variants. The environment variable FEDSIM_SIMD=avx2 or
-// FEDSIM_SIMD=baseline caps it, to compare or test the narrower variants on
-// a wider machine (results are the same, see above).
-inline Isa best_isa() {
+// The widest instruction set this CPU and OS support (checked once).
+inline Isa cpu_isa() {
 #if FEDSIM_SIMD_X86
   static const Isa isa = [] {
     __builtin_cpu_init();
-    Isa best = Isa::kBaseline;
-    if (__builtin_cpu_supports("avx512f"))
-      best = Isa::kAvx512;
-    else if (__builtin_cpu_supports("avx2"))
-      best = Isa::kAvx2;
+    if (__builtin_cpu_supports("avx512f")) return Isa::kAvx512;
+    if (__builtin_cpu_supports("avx2")) return Isa::kAvx2;
+    return Isa::kBaseline;
+  }();
+  return isa;
+#else
+  return Isa::kBaseline;
+#endif
+}
+
+// cpu_isa(), capped by the environment variable FEDSIM_SIMD=avx2 or
+// FEDSIM_SIMD=baseline (read once) to compare or test the narrower variants
+// on a wider machine (results are the same, see above). The kernels use this.
+inline Isa best_isa() {
+  static const Isa isa = [] {
+    Isa best = cpu_isa();
     const char* cap = std::getenv("FEDSIM_SIMD");
     if (cap != nullptr && std::strcmp(cap, "baseline") == 0) best = Isa::kBaseline;
     if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && best == Isa::kAvx512) best = Isa::kAvx2;
     return best;
   }();
   return isa;
-#else
-  return Isa::kBaseline;
-#endif
+}
+
+// The variant for `isa`, or for the widest narrower one this CPU runs when
+// it lacks `isa`. Kernels call it once: `static const auto kernel =
+// simd::pick(simd::best_isa(), f_avx512, f_avx2, f_baseline);`.
+template <class Fn>
+Fn pick(Isa isa, Fn avx512, Fn avx2, Fn baseline) {
+  if (isa > cpu_isa()) isa = cpu_isa();
+  switch (isa) {
+    case Isa::kAvx512: return avx512;
+    case Isa::kAvx2: return avx2;
+    case Isa::kBaseline: break;
+  }
+  return baseline;
 }
 
 }  // namespace fedsim::simd

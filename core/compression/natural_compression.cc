@@ -91,12 +91,9 @@ std::uint32_t natural_baseline(const float* x, const std::uint32_t* random, std:
 using NaturalKernel = std::uint32_t (*)(const float*, const std::uint32_t*, std::size_t, float*, std::uint8_t*);
 
 NaturalKernel natural_kernel_for_this_cpu() {
-  switch (simd::best_isa()) {
-    case simd::Isa::kAvx512: return natural_avx512;
-    case simd::Isa::kAvx2: return natural_avx2;
-    case simd::Isa::kBaseline: break;
-  }
-  return natural_baseline;
+  static const NaturalKernel kernel =
+      simd::pick<NaturalKernel>(simd::best_isa(), natural_avx512, natural_avx2, natural_baseline);
+  return kernel;
 }
 
 inline float nat_value(std::uint32_t code) { return std::bit_cast<float>(((code & 0xFFu) << 23) | ((code >> 8) << 31)); }

@@ -165,12 +165,9 @@ using QuantizeKernel = void (*)(const BlockParams&, const float*, const std::uin
 
 template <int W>
 QuantizeKernel kernel_for_this_cpu() {
-  switch (simd::best_isa()) {
-    case simd::Isa::kAvx512: return quantize_avx512<W>;
-    case simd::Isa::kAvx2: return quantize_avx2<W>;
-    case simd::Isa::kBaseline: break;
-  }
-  return quantize_baseline<W>;
+  static const QuantizeKernel kernel =
+      simd::pick<QuantizeKernel>(simd::best_isa(), quantize_avx512<W>, quantize_avx2<W>, quantize_baseline<W>);
+  return kernel;
 }
 
 // pack_width 0: codes only (elias and widths other than 2, 4, 8).
@@ -310,9 +307,9 @@ void append_words(BitWriter& w, const std::uint64_t* words, std::size_t full, st
 }
 
 // Codes -> values, for the fixed coding. Returns false when a code is above 2s.
-FEDSIM_SIMD_DISPATCH
-bool dequantize_codes(const std::uint32_t* codes, std::size_t m, std::int32_t s, float unit, float* out) {
-  using simd::f32x8;
+// Lanes8 on every variant (two SSE registers on the baseline).
+[[gnu::always_inline]] inline bool dequantize_impl(const std::uint32_t* codes, std::size_t m, std::int32_t s,
+                                                   float unit, float* out) {
   const i32x8 levels = i32x8{} + s;
   const i32x8 max_code = i32x8{} + 2 * s;
   const f32x8 unit_v = f32x8{} + unit;
@@ -338,6 +335,22 @@ bool dequantize_codes(const std::uint32_t* codes, std::size_t m, std::int32_t s,
     out[i] = std::bit_cast<float>(std::bit_cast<std::uint32_t>(static_cast<float>(level) * unit) | (neg << 31));
   }
   return ok;
+}
+FEDSIM_TARGET_AVX512 bool dequantize_avx512(const std::uint32_t* codes, std::size_t m, std::int32_t s, float unit,
+                                            float* out) {
+  return dequantize_impl(codes, m, s, unit, out);
+}
+FEDSIM_TARGET_AVX2 bool dequantize_avx2(const std::uint32_t* codes, std::size_t m, std::int32_t s, float unit,
+                                        float* out) {
+  return dequantize_impl(codes, m, s, unit, out);
+}
+bool dequantize_baseline(const std::uint32_t* codes, std::size_t m, std::int32_t s, float unit, float* out) {
+  return dequantize_impl(codes, m, s, unit, out);
+}
+
+bool dequantize_codes(const std::uint32_t* codes, std::size_t m, std::int32_t s, float unit, float* out) {
+  static const auto kernel = simd::pick(simd::best_isa(), dequantize_avx512, dequantize_avx2, dequantize_baseline);
+  return kernel(codes, m, s, unit, out);
 }
 
 // Whole elias entries (omega(gap), sign, omega(level)) of at most

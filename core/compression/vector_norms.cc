@@ -64,21 +64,10 @@ FEDSIM_TARGET_AVX512 double l2_norm_avx512(const float* v, std::size_t n) { retu
 FEDSIM_TARGET_AVX2 double l2_norm_avx2(const float* v, std::size_t n) { return l2_norm_impl<false>(v, n); }
 double l2_norm_baseline(const float* v, std::size_t n) { return l2_norm_impl<false>(v, n); }
 
-}  // namespace
-
-double l2_norm(const float* v, std::size_t n) {
-  switch (simd::best_isa()) {
-    case simd::Isa::kAvx512: return l2_norm_avx512(v, n);
-    case simd::Isa::kAvx2: return l2_norm_avx2(v, n);
-    case simd::Isa::kBaseline: break;
-  }
-  return l2_norm_baseline(v, n);
-}
-
 // max|v_i| on the bit patterns: for non-negative floats the integer order is
 // the numeric order, and a NaN anywhere yields a NaN (caught by the caller).
-FEDSIM_SIMD_DISPATCH
-float max_abs(const float* v, std::size_t n) {
+// Lanes8 on every variant (AVX2's width; two SSE registers on the baseline).
+[[gnu::always_inline]] inline float max_abs_impl(const float* v, std::size_t n) {
   i32x8 m = {};
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -92,6 +81,29 @@ float max_abs(const float* v, std::size_t n) {
   for (std::size_t j = 0; j < 8; ++j) best = std::max(best, static_cast<std::uint32_t>(m[j]));
   for (; i < n; ++i) best = std::max(best, std::bit_cast<std::uint32_t>(v[i]) & 0x7FFFFFFFu);
   return std::bit_cast<float>(best);
+}
+FEDSIM_TARGET_AVX512 float max_abs_avx512(const float* v, std::size_t n) { return max_abs_impl(v, n); }
+FEDSIM_TARGET_AVX2 float max_abs_avx2(const float* v, std::size_t n) { return max_abs_impl(v, n); }
+float max_abs_baseline(const float* v, std::size_t n) { return max_abs_impl(v, n); }
+
+}  // namespace
+
+double l2_norm(const float* v, std::size_t n, simd::Isa isa) {
+  return simd::pick(isa, l2_norm_avx512, l2_norm_avx2, l2_norm_baseline)(v, n);
+}
+
+double l2_norm(const float* v, std::size_t n) {
+  static const auto kernel = simd::pick(simd::best_isa(), l2_norm_avx512, l2_norm_avx2, l2_norm_baseline);
+  return kernel(v, n);
+}
+
+float max_abs(const float* v, std::size_t n, simd::Isa isa) {
+  return simd::pick(isa, max_abs_avx512, max_abs_avx2, max_abs_baseline)(v, n);
+}
+
+float max_abs(const float* v, std::size_t n) {
+  static const auto kernel = simd::pick(simd::best_isa(), max_abs_avx512, max_abs_avx2, max_abs_baseline);
+  return kernel(v, n);
 }
 
 float bucket_norm(bool l2, const float* v, std::size_t n, const char* scheme) {

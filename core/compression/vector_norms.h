@@ -5,6 +5,8 @@
 
 #include <cstddef>
 
+#include "core/base/simd.h"
+
 namespace fedsim {
 
 class BitReader;
@@ -13,6 +15,11 @@ class BitReader;
 double l2_norm(const float* v, std::size_t n);
 // max |v_i|; NaN if any v_i is NaN.
 float max_abs(const float* v, std::size_t n);
+// The same on the variant for `isa` (a narrower one if the CPU lacks it), to
+// test that every variant gives the same result. The above use
+// simd::best_isa().
+double l2_norm(const float* v, std::size_t n, simd::Isa isa);
+float max_abs(const float* v, std::size_t n, simd::Isa isa);
 
 // The per-bucket header of those quantizers, one float32 norm. The encoder's
 // side: the L2 or max norm of the bucket; std::invalid_argument
