@@ -6,7 +6,7 @@
 // votes' +-1 range maps onto the layer's natural weight range; c = 1 for a
 // model initialised at zero). Clients train h with the chain
 // rule dL/dh = dL/dw * c k (1 - tanh^2(k h)) and upload votes drawn from tanh(k h)
-// (core/fedvote_quantizer.h); the server's "vote" aggregator maps the soft
+// (core/compression/fedvote_quantizer.h); the server's "vote" aggregator maps the soft
 // vote back to h. The deployed model uses binary weights sign(h).
 #pragma once
 

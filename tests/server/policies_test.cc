@@ -22,7 +22,7 @@
 #include "core/base/rng.h"
 #include "server/scenario.h"
 #include "server/simulation.h"
-#include "wire.pb.h"  // generated from core/wire.proto
+#include "wire.pb.h"  // generated from core/wire/wire.proto
 
 namespace fedsim {
 namespace {

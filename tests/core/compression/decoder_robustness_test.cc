@@ -1,5 +1,5 @@
 // Every registered compression stage, alone and composed, against the
-// Compressor contract (core/compressor.h):
+// Compressor contract (core/compression/compressor.h):
 // - decode(encode(v)) reproduces `reconstructed` bit for bit, round after
 //   round (stateful stages stay in step);
 // - every truncated payload and every payload with bytes appended is a
