@@ -9,6 +9,7 @@
 #include "core/base/blas_threads.h"
 #include "core/base/errors.h"
 #include "server/algorithm.h"
+#include "server/client_pool.h"
 
 namespace fedsim {
 

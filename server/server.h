@@ -23,7 +23,6 @@
 #include "core/models/model.h"
 #include "core/wire/codec_link.h"
 #include "server/aggregator.h"
-#include "server/client_pool.h"
 #include "server/client_state.h"
 #include "server/energy.h"
 #include "server/metrics.h"
@@ -32,6 +31,8 @@
 #include "server/virtual_clock.h"
 
 namespace fedsim {
+
+class ClientPool;  // server/client_pool.h (keeps Boost.Asio out of this header)
 
 struct RunSummary {
   std::vector<RoundMetrics> rounds;
