@@ -82,8 +82,6 @@ class CodecLink {
   // then as the pipeline's decode() left it (stages leave it unchanged on error).
   ReceivedUpdate receive_update(std::string_view bytes);
 
-  std::uint32_t client() const { return client_; }
-
  private:
   const CodecSpec* spec_;
   std::uint32_t client_;
