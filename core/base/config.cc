@@ -1,5 +1,6 @@
 #include "core/base/config.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -236,6 +237,14 @@ std::string Config::get_string(const std::string& key, const std::string& fallba
     return fallback;
   }
   return get_string(key);
+}
+
+std::string Config::get_path(const std::string& key) const {
+  const std::string text = get_string(key);
+  if (text.empty()) fail(key, "a file path", "an empty string");
+  const std::filesystem::path path(text);
+  if (path.is_absolute() || !override_origin(value(key)).empty()) return text;
+  return (std::filesystem::path(file_).parent_path() / path).string();
 }
 
 bool Config::get_bool(const std::string& key, bool fallback) const {

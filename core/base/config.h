@@ -41,6 +41,11 @@ class Config {
   double get_double(const std::string& key, double fallback, double min, double max) const;
   std::int64_t get_int(const std::string& key, std::int64_t fallback, std::int64_t min, std::int64_t max) const;
   std::string get_string(const std::string& key, const std::string& fallback) const;
+  // A file path (required, non-empty): kept if absolute; a relative one is
+  // taken relative to the directory of the scenario file it was written in,
+  // or to the working directory when it came from a --set override (as a
+  // shell argument would be).
+  std::string get_path(const std::string& key) const;
   bool get_bool(const std::string& key, bool fallback) const;
   // One of `allowed`.
   std::string get_choice(const std::string& key, const std::string& fallback,
