@@ -28,6 +28,7 @@
 #include "server/scenario.h"
 #include "server/simulation.h"
 #include "tools/bench_compress.h"
+#include "tools/bench_models.h"
 #include "tools/bench_server.h"
 
 namespace fedsim {
@@ -49,7 +50,9 @@ const char* const kUsage =
     "  fedsim bench compress [--n N] [SCHEME ...]\n"
     "      encode/decode throughput of every scheme on N floats (default 2^24), against memcpy\n"
     "  fedsim bench server [--clients N] [--per-round R] [--rounds K]\n"
-    "      event-loop throughput and per-round overhead with many clients (default 10000/10000/5)\n";
+    "      event-loop throughput and per-round overhead with many clients (default 10000/10000/5)\n"
+    "  fedsim bench models [--threads T] [--seconds S]\n"
+    "      local-training samples per second of the MLPs and (with LibTorch) the CNNs, T threads at once\n";
 
 // Command-line arguments after the subcommand: positionals, --set values and
 // the named options a subcommand accepts (each takes one value).
@@ -258,7 +261,7 @@ int cmd_list() {
 }
 
 int cmd_bench(const Args& a) {
-  if (a.positional.empty()) throw InputError("bench: expected 'compress' or 'server'");
+  if (a.positional.empty()) throw InputError("bench: expected 'compress', 'server' or 'models'");
   const std::string what = a.positional[0];
   if (what == "compress") {
     const std::size_t n = parse_count(a, "--n", std::size_t{1} << 24, 1024);
@@ -275,7 +278,14 @@ int cmd_bench(const Args& a) {
                        std::to_string(s.per_round));
     return run_server_bench(std::cout, s);
   }
-  throw InputError("bench: unknown benchmark '" + what + "', expected 'compress' or 'server'");
+  if (what == "models") {
+    if (a.positional.size() != 1) throw InputError("bench models: unexpected argument '" + a.positional[1] + "'");
+    ModelBenchSettings s;
+    s.threads = parse_count(a, "--threads", s.threads, 1);
+    s.seconds = static_cast<double>(parse_count(a, "--seconds", 3, 1));
+    return run_model_bench(std::cout, s);
+  }
+  throw InputError("bench: unknown benchmark '" + what + "', expected 'compress', 'server' or 'models'");
 }
 
 }  // namespace
@@ -295,7 +305,7 @@ int cli_main(int argc, char** argv) {
       if (!a.positional.empty()) throw InputError("list: unexpected argument '" + a.positional[0] + "'");
       return cmd_list();
     }
-    if (command == "bench") return cmd_bench(parse_args(argc, argv, 2, {"--n", "--clients", "--per-round", "--rounds"}));
+    if (command == "bench") return cmd_bench(parse_args(argc, argv, 2, {"--n", "--clients", "--per-round", "--rounds", "--threads", "--seconds"}));
     std::cerr << "fedsim: unknown command '" << command << "'\n" << kUsage;
     return kBadInput;
   } catch (const InputError& e) {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every scenario of scenarios/compression/ (or the files given) and
+# Runs every scenario of scenarios/compression/ (or the files given, e.g.
+# scenarios/compression_cnn/*.yaml) and
 # prints the README's comparison table: final test accuracy, uplink bits per
 # round (serialized UpdateUp messages), payload bits per coordinate, and the
 # compression ratio against the float32 run.
@@ -8,12 +9,15 @@ cd "$(dirname "$0")/.."
 [ -n "${FEDSIM:-}" ] || [ -x build/fedsim ] || tools/build.sh
 files=("$@")
 ((${#files[@]})) || files=(scenarios/compression/*.yaml)
-out=out/compression
+# The reference is the float32.yaml next to the first file (scenarios/compression/
+# for the MLP, scenarios/compression_cnn/ for the CNN).
+dir=$(dirname "${files[0]}")
+out=out/$(basename "$dir")
 printf '| scheme | final accuracy | mean of last 5 evaluations | uplink Mbit / round | payload bits / coord | ratio vs float32 |\n'
 printf '|---|---|---|---|---|---|\n'
 base_bits=""
 # float32 first, so that the ratios have their reference.
-for f in scenarios/compression/float32.yaml "${files[@]}"; do
+for f in "$dir/float32.yaml" "${files[@]}"; do
   name=$(basename "$f" .yaml)
   if [ "$name" = float32 ] && [ -n "$base_bits" ]; then continue; fi
   ${FEDSIM:-build/fedsim} run "$f" --quiet --out "$out/$name"

@@ -6,7 +6,8 @@
 //
 // A refactor that changes a number is not a refactor. Re-record a file only
 // when a change is meant to move a number, and say why in the commit message:
-//   FEDSIM_GOLDEN_RECORD=1 build/golden_test --gtest_filter='*name*'
+//   FEDSIM_GOLDEN_RECORD=1 build/golden_test --gtest_filter='*name*'   (golden_torch_test for the
+//   scenarios of the LibTorch models)
 // New columns may appear (they are not in the recorded file); a recorded
 // column that disappears or changes fails the test.
 //
@@ -18,10 +19,26 @@
 // pins them: it re-runs this binary with OPENBLAS_CORETYPE=Haswell on a CPU
 // with AVX2 and FMA. Elsewhere (or with another OPENBLAS_CORETYPE set) the
 // comparison is skipped, saying why. Pinned, every column is compared exactly.
+//
+// A scenario can adapt its golden run with comment lines (so that the
+// adaptation sits next to the scenario it is for):
+//   # golden-set: key=value key=value ...   more overrides (after the ones
+//       above), e.g. a subset of the data so that a CNN's run takes seconds
+//   # golden-tolerance: 0.005               compare numeric cells within
+//       this relative tolerance (absolute below 1) instead of exactly
+// The LibTorch scenarios (model cnn / torchscript; they run in
+// golden_torch_test, this file built with FEDSIM_GOLDEN_TORCH, so that
+// golden_test does not load LibTorch) use both: LibTorch picks
+// its kernels for the CPU (oneDNN's JIT convolutions, ATen's AVX2 / AVX-512
+// loops, their blocking by cache size), so main() also pins ATen to AVX2
+// (ATEN_CPU_CAPABILITY) and oneDNN to AVX2 (ONEDNN_MAX_CPU_ISA); on the
+// recording machine (AMD EPYC, AVX2) the files match exactly, elsewhere
+// within the tolerance. Scenarios without these lines are compared exactly.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <cstdlib>
 #include <filesystem>
@@ -31,6 +48,8 @@
 #include <string>
 #include <vector>
 
+#include "core/base/config.h"
+#include "core/models/torch/torch_model_names.h"
 #include "server/metrics.h"
 #include "server/scenario.h"
 #include "server/simulation.h"
@@ -42,10 +61,37 @@ namespace fs = std::filesystem;
 
 constexpr int kRounds = 12;
 
+// golden_torch_test (this file built with FEDSIM_GOLDEN_TORCH) runs the
+// scenarios of the LibTorch models, golden_test the others: only the former
+// loads LibTorch.
+#ifdef FEDSIM_GOLDEN_TORCH
+constexpr bool kTorchGolden = true;
+#else
+constexpr bool kTorchGolden = false;
+#endif
+
 struct GoldenCase {
   std::string name;  // file stem under tests/golden/metrics/
   std::string scenario;
+  std::vector<std::string> overrides;  // from "# golden-set:" lines
+  double tolerance = 0.0;              // from "# golden-tolerance:", 0 = exact
 };
+
+// Reads the scenario's "# golden-set:" and "# golden-tolerance:" lines.
+void read_golden_directives(GoldenCase& c) {
+  std::ifstream in(c.scenario);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string hash, directive, word;
+    if (!(words >> hash >> directive) || hash != "#") continue;
+    if (directive == "golden-set:") {
+      while (words >> word) c.overrides.push_back(word);
+    } else if (directive == "golden-tolerance:") {
+      words >> c.tolerance;
+    }
+  }
+}
 
 std::vector<GoldenCase> golden_cases() {
   std::vector<GoldenCase> out;
@@ -56,7 +102,14 @@ std::vector<GoldenCase> golden_cases() {
       std::string name = fs::relative(entry.path(), dir).replace_extension("").string();
       std::replace(name.begin(), name.end(), '/', '_');
       if (dir.filename() == "scenarios" && dir.parent_path().filename() == "golden") name = "extra_" + name;
-      out.push_back({name, entry.path().string()});
+      // This executable's share: the LibTorch models' scenarios, or the others.
+      const std::string model =
+          Config::load_file(entry.path().string()).child("model").get_string("name", "softmax_regression");
+      const bool uses_torch =
+          std::find(kTorchModelNames.begin(), kTorchModelNames.end(), model) != kTorchModelNames.end();
+      if (uses_torch != kTorchGolden) continue;
+      out.push_back({name, entry.path().string(), {}, 0.0});
+      read_golden_directives(out.back());
     }
   }
   std::sort(out.begin(), out.end(), [](const GoldenCase& a, const GoldenCase& b) { return a.name < b.name; });
@@ -96,6 +149,16 @@ Table parse_csv(const std::string& text, std::vector<std::string>* order = nullp
   return t;
 }
 
+// Both cells numbers within the relative tolerance (absolute below 1).
+bool within(const std::string& a, const std::string& b, double tolerance) {
+  char* end_a = nullptr;
+  char* end_b = nullptr;
+  const double x = std::strtod(a.c_str(), &end_a);
+  const double y = std::strtod(b.c_str(), &end_b);
+  if (a.empty() || b.empty() || *end_a != '\0' || *end_b != '\0') return false;
+  return std::abs(x - y) <= tolerance * std::max({1.0, std::abs(x), std::abs(y)});
+}
+
 class Golden : public ::testing::TestWithParam<GoldenCase> {};
 
 constexpr const char* kPinnedBlasCore = "Haswell";
@@ -112,8 +175,10 @@ TEST_P(Golden, MetricsMatchRecordedFile) {
   const GoldenCase& c = GetParam();
   const fs::path out_dir = fs::temp_directory_path() / ("fedsim_golden_" + c.name);
   fs::remove_all(out_dir);
-  const Scenario sc = load_scenario(
-      c.scenario, {"rounds=" + std::to_string(kRounds), "eval_every=3", "output.progress=false", "threads=2"});
+  std::vector<std::string> overrides = {"rounds=" + std::to_string(kRounds), "eval_every=3", "output.progress=false",
+                                        "threads=2"};
+  overrides.insert(overrides.end(), c.overrides.begin(), c.overrides.end());
+  const Scenario sc = load_scenario(c.scenario, overrides);
   Simulation sim(sc);
   {
     MetricsWriter writer(out_dir.string(), sim.population().class_names());
@@ -136,12 +201,17 @@ TEST_P(Golden, MetricsMatchRecordedFile) {
     const auto& a = want.at(col);
     const auto& b = it->second;
     ASSERT_EQ(a.size(), b.size()) << "rows of column " << col;
-    for (std::size_t row = 0; row < a.size(); ++row)
-      EXPECT_EQ(a[row], b[row]) << c.name << ": column " << col << ", round row " << row + 1;
+    for (std::size_t row = 0; row < a.size(); ++row) {
+      if (c.tolerance > 0.0 && within(a[row], b[row], c.tolerance)) continue;
+      EXPECT_EQ(a[row], b[row]) << c.name << ": column " << col << ", round row " << row + 1
+                                << (c.tolerance > 0.0 ? " (beyond the tolerance)" : "");
+    }
   }
   fs::remove_all(out_dir);
 }
 
+// A build's share may be empty (no scenario of a LibTorch model yet).
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Golden);
 INSTANTIATE_TEST_SUITE_P(Scenarios, Golden, ::testing::ValuesIn(golden_cases()),
                          [](const ::testing::TestParamInfo<GoldenCase>& info) { return info.param.name; });
 
@@ -153,6 +223,9 @@ int main(int argc, char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") == nullptr && __builtin_cpu_supports("avx2") &&
       __builtin_cpu_supports("fma")) {
     setenv("OPENBLAS_CORETYPE", fedsim::kPinnedBlasCore, 1);
+    // LibTorch's kernel choice (read on first use): see the top of this file.
+    setenv("ATEN_CPU_CAPABILITY", "avx2", 0);
+    setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 0);
     execv("/proc/self/exe", argv);  // returns only on failure: then run unpinned (and skip)
   }
   ::testing::InitGoogleTest(&argc, argv);

@@ -40,6 +40,19 @@ std::string torch_message(const std::exception& e) {
   return text;
 }
 
+// PyTorch's name of a dtype, as the user wrote it in Python.
+std::string dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    default: return c10::toString(t);
+  }
+}
+
 std::string shape_text(at::IntArrayRef shape) {
   std::string out;
   for (std::size_t d = 0; d < shape.size(); ++d) out += (d ? " x " : "") + std::to_string(shape[d]);
@@ -183,7 +196,7 @@ TorchScriptNetwork::TorchScriptNetwork(const Config& settings, const ModelInput&
                      "would be per-client state: use GroupNorm or LayerNorm, or register them as parameters");
   for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
     if (p.value.scalar_type() != at::kFloat)
-      throw InputError(path_ + ": parameter '" + p.name + "' is " + std::string(c10::toString(p.value.scalar_type())) +
+      throw InputError(path_ + ": parameter '" + p.name + "' is " + dtype_name(p.value.scalar_type()) +
                        ", fedsim trains float32 parameters (call model.float() before saving)");
     if (p.value.numel() == 0) throw InputError(path_ + ": parameter '" + p.name + "' has no elements");
     parameters_.push_back(ParameterSpec{p.name, p.value.sizes().vec(), static_cast<std::size_t>(p.value.numel())});
@@ -216,7 +229,7 @@ void TorchScriptNetwork::check_output(std::uint32_t classes) const {
                      " outputs, expected 2 x " + std::to_string(classes) + " (the data set has " +
                      std::to_string(classes) + " classes)");
   if (logits.scalar_type() != at::kFloat)
-    throw InputError(path_ + ": forward returned " + std::string(c10::toString(logits.scalar_type())) +
+    throw InputError(path_ + ": forward returned " + dtype_name(logits.scalar_type()) +
                      " logits, expected float32");
 }
 

@@ -22,6 +22,7 @@
 #include "core/base/errors.h"
 #include "core/base/rng.h"
 #include "core/models/model.h"
+#include "core/models/torch/torch_model_names.h"
 #include "server/metrics.h"
 #include "server/scenario.h"
 #include "server/simulation.h"
@@ -83,6 +84,11 @@ void expect_input_error(const std::function<void()>& f, const std::vector<std::s
 
 double relative_difference(const arma::fvec& a, const arma::fvec& b) {
   return static_cast<double>(arma::norm(a - b)) / std::max(1e-30, static_cast<double>(arma::norm(b)));
+}
+
+TEST(TorchModels, NamesKnownWithoutLibTorchAreTheRegisteredOnes) {
+  for (std::string_view name : kTorchModelNames)
+    EXPECT_TRUE(ModelRegistry::instance().contains(std::string(name))) << name;
 }
 
 // ---------------------------------------------------------------------------
@@ -348,7 +354,7 @@ TEST(TorchScriptBadInput, OutputClassesDoNotMatchTheData) {
 }
 
 TEST(TorchScriptBadInput, NonFloat32Parameters) {
-  expect_input_error([] { load_pt(kData / "float64.pt"); }, {"float64.pt", "dense0.weight", "Double", "float32"});
+  expect_input_error([] { load_pt(kData / "float64.pt"); }, {"float64.pt", "dense0.weight", "is float64", "float32"});
 }
 
 TEST(TorchScriptBadInput, BuffersAreRefused) {
