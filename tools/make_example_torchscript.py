@@ -119,6 +119,18 @@ class Looped(nn.Module):
         return self.out(h)
 
 
+class WithUnusedParameter(nn.Module):
+    """A dense layer its forward never uses: its gradient is zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.used = nn.Linear(784, 10)
+        self.unused = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.used(torch.flatten(x, 1))
+
+
 def save(module: nn.Module, relative: str) -> None:
     path = os.path.join(ROOT, relative)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -138,6 +150,7 @@ def main() -> None:
     save(Mlp(hidden=4).double(), data + "float64.pt")
     save(WithBatchNorm(), data + "batchnorm.pt")
     save(Looped(), data + "looped.pt")
+    save(WithUnusedParameter(), data + "unused_parameter.pt")
 
 
 if __name__ == "__main__":

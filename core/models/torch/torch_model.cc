@@ -131,9 +131,17 @@ double TorchModel::loss_and_gradient(const arma::fvec& params, const Dataset& da
     // up to the gradient of the batch mean.
     const at::Tensor chunk_loss =
         at::cross_entropy_loss(logits, label_tensor(labels, labels64), {}, at::Reduction::Sum).mul(inv_batch);
-    const std::vector<at::Tensor> grads = torch::autograd::grad({chunk_loss}, weights);
+    // allow_unused: a TorchScript module may hold a parameter its forward
+    // never reads; its gradient is zero (an undefined tensor here).
+    const std::vector<at::Tensor> grads =
+        torch::autograd::grad({chunk_loss}, weights, {}, c10::nullopt, /*create_graph=*/false, /*allow_unused=*/true);
     float* g = grad.memptr();
     for (std::size_t i = 0; i < specs.size(); ++i) {
+      if (!grads[i].defined()) {
+        if (first == 0) std::fill(g, g + specs[i].size, 0.0f);
+        g += specs[i].size;
+        continue;
+      }
       const at::Tensor gi = grads[i].contiguous();
       const float* src = gi.data_ptr<float>();
       if (first == 0) {

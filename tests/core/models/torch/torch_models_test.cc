@@ -295,6 +295,22 @@ TEST(TorchScript, TrainsFromTheFilesParametersWhateverTheSeed) {
   EXPECT_GT(arma::norm(a), 0.0f);
 }
 
+TEST(TorchScript, ParameterForwardNeverReadsHasZeroGradient) {
+  const auto model = make_model(torchscript_yaml("unused_parameter.pt"), {784, 10});
+  const Dataset data = make_images(16, 10, 14);
+  Rng rng(1);
+  arma::fvec p, grad;
+  model->init(p, rng);
+  model->loss_and_gradient(p, data, first_n(16), grad);
+  for (const Layer& layer : model->layers()) {
+    const double norm = arma::norm(grad.subvec(layer.offset, layer.offset + layer.size - 1));
+    if (layer.name.starts_with("unused"))
+      EXPECT_EQ(norm, 0.0) << layer.name;
+    else
+      EXPECT_GT(norm, 0.0) << layer.name;
+  }
+}
+
 TEST(TorchScript, CountsOrTakesMultiplyAdds) {
   expect_input_error([] { make_model(torchscript_yaml("looped.pt"), {784, 10}); },
                      {"looped.pt", "aten::linear inside a loop", "macs_per_sample"});
