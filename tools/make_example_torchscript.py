@@ -131,10 +131,13 @@ class WithUnusedParameter(nn.Module):
         return self.used(torch.flatten(x, 1))
 
 
-def save(module: nn.Module, relative: str) -> None:
+def save(module: nn.Module, relative: str, traced: bool = False) -> None:
     path = os.path.join(ROOT, relative)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.jit.script(module).save(path)
+    if traced:
+        torch.jit.trace(module, torch.zeros(2, 1, 28, 28)).save(path)
+    else:
+        torch.jit.script(module).save(path)
     print("wrote %s (%d bytes, %d parameters)" % (relative, os.path.getsize(path),
                                                   sum(p.numel() for p in module.parameters())))
 
@@ -151,6 +154,7 @@ def main() -> None:
     save(WithBatchNorm(), data + "batchnorm.pt")
     save(Looped(), data + "looped.pt")
     save(WithUnusedParameter(), data + "unused_parameter.pt")
+    save(BuiltinCnn([4, 8], [24, 16], pad2=0), data + "lenet5_small_traced.pt", traced=True)
 
 
 if __name__ == "__main__":

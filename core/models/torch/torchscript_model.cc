@@ -4,6 +4,7 @@
 #include <ATen/ops/zeros.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
@@ -98,16 +99,25 @@ const std::set<std::string>& random_operators() {
       "aten::rrelu",     "aten::rrelu_",    "aten::geometric_",  "aten::cauchy_",    "aten::log_normal_"};
   return ops;
 }
-// Counted multiply-add operators, and ones fedsim cannot count.
+// Counted multiply-add operators (input, weight, bias first; the generic
+// convolutions, which torch.jit.trace records, only when not transposed),
+// and ones fedsim cannot count.
 const std::set<std::string>& counted_operators() {
-  static const std::set<std::string> ops = {"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::linear"};
+  static const std::set<std::string> ops = {"aten::conv1d",     "aten::conv2d",      "aten::conv3d",
+                                            "aten::linear",     "aten::_convolution", "aten::convolution"};
   return ops;
+}
+bool is_transposed_convolution(const Node* n) {
+  const std::string kind = n->kind().toQualString();
+  if (kind != "aten::_convolution" && kind != "aten::convolution") return false;
+  const c10::optional<bool> transposed = torch::jit::constant_as<bool>(n->inputs().at(6));
+  return !transposed || *transposed;
 }
 const std::set<std::string>& uncounted_operators() {
   static const std::set<std::string> ops = {
       "aten::matmul", "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::einsum",
-      "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d", "aten::_convolution",
-      "aten::convolution", "aten::conv_tbc", "aten::lstm", "aten::gru", "aten::rnn_tanh", "aten::rnn_relu",
+      "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d",
+      "aten::conv_tbc", "aten::lstm", "aten::gru", "aten::rnn_tanh", "aten::rnn_relu",
       "aten::lstm_cell", "aten::gru_cell", "aten::bilinear", "aten::tensordot", "aten::dot", "aten::mv",
       "aten::addmv", "aten::chain_matmul", "aten::_native_multi_head_attention", "aten::addbmm"};
   return ops;
@@ -249,7 +259,9 @@ double TorchScriptNetwork::count_macs(bool required) const {
     if (uncounted_operators().count(kind)) {
       uncountable = "its forward uses " + kind + ", whose multiply-adds fedsim does not count";
     } else if (counted_operators().count(kind)) {
-      if (depth > 0)
+      if (is_transposed_convolution(n))
+        uncountable = "its forward uses a transposed convolution, whose multiply-adds fedsim does not count";
+      else if (depth > 0)
         uncountable = "its forward runs " + kind + " inside a loop or branch";
       else
         counted.push_back(n);

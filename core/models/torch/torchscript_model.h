@@ -44,8 +44,10 @@ namespace fedsim {
 // newer operator or format is refused with LibTorch's message.
 //
 // Multiply-adds: counted from one forward pass of the inlined graph on a
-// two-sample batch: every aten::conv1d/conv2d/conv3d and aten::linear of the
-// top-level graph (not inside a loop or branch) adds layer_macs
+// two-sample batch: every aten::conv1d/conv2d/conv3d, aten::linear and
+// (non-transposed) aten::_convolution / aten::convolution, as torch.jit.trace
+// records convolutions, of the top-level graph (not inside a loop or branch)
+// adds layer_macs
 // (torch_network.h) with fan_in = weight elements / output channels (so
 // groups count) and the first such layer in graph order counted as the
 // input layer. A module with other multiply-add operators (matmul, mm,

@@ -271,6 +271,13 @@ TEST(TorchScript, LeNet5ModuleGivesTheBuiltinLossAndGradients) {
   expect_same_as_builtin(*script, *builtin, make_images(50, 10, 8), 1e-6);
 }
 
+TEST(TorchScript, TracedLeNet5ModuleGivesTheBuiltinLossAndGradients) {
+  // torch.jit.trace records aten::_convolution, not aten::conv2d: counted the same.
+  const auto script = make_model(torchscript_yaml("lenet5_small_traced.pt"), {784, 10});
+  const auto builtin = make_model("name: cnn\narch: lenet5\nchannels: [4, 8]\nhidden: [24, 16]\n", {784, 10});
+  expect_same_as_builtin(*script, *builtin, make_images(50, 10, 15), 1e-6);
+}
+
 TEST(TorchScript, FedAvgModuleGivesTheBuiltinLossAndGradients) {
   const auto script = make_model(torchscript_yaml("fedavg_small.pt"), {784, 10});
   const auto builtin = make_model("name: cnn\narch: fedavg\nchannels: [4, 8]\nhidden: [32]\n", {784, 10});
