@@ -26,6 +26,9 @@
 //       above), e.g. a subset of the data so that a CNN's run takes seconds
 //   # golden-tolerance: 0.005               compare numeric cells within
 //       this relative tolerance (absolute below 1) instead of exactly
+//   # golden-skip: reason                   no golden run (the scenario's
+//       behaviour is pinned by others; each run of a LibTorch scenario
+//       loads LibTorch twice, about 2 s of CPU)
 // The LibTorch scenarios (model cnn / torchscript; they run in
 // golden_torch_test, this file built with FEDSIM_GOLDEN_TORCH, so that
 // golden_test does not load LibTorch) use both: LibTorch picks
@@ -75,6 +78,7 @@ struct GoldenCase {
   std::string scenario;
   std::vector<std::string> overrides;  // from "# golden-set:" lines
   double tolerance = 0.0;              // from "# golden-tolerance:", 0 = exact
+  bool skip = false;                   // "# golden-skip:"
 };
 
 // Reads the scenario's "# golden-set:" and "# golden-tolerance:" lines.
@@ -89,6 +93,8 @@ void read_golden_directives(GoldenCase& c) {
       while (words >> word) c.overrides.push_back(word);
     } else if (directive == "golden-tolerance:") {
       words >> c.tolerance;
+    } else if (directive == "golden-skip:") {
+      c.skip = true;
     }
   }
 }
@@ -108,8 +114,9 @@ std::vector<GoldenCase> golden_cases() {
       const bool uses_torch =
           std::find(kTorchModelNames.begin(), kTorchModelNames.end(), model) != kTorchModelNames.end();
       if (uses_torch != kTorchGolden) continue;
-      out.push_back({name, entry.path().string(), {}, 0.0});
-      read_golden_directives(out.back());
+      GoldenCase c{name, entry.path().string(), {}, 0.0, false};
+      read_golden_directives(c);
+      if (!c.skip) out.push_back(c);
     }
   }
   std::sort(out.begin(), out.end(), [](const GoldenCase& a, const GoldenCase& b) { return a.name < b.name; });
