@@ -166,9 +166,10 @@ def finish(fig, ax, plots, name, ncol=None):
 
 def set_log_x(ax):
     ax.set_xscale("log")
-    # Label some minor ticks (2, 3, 5 x 10^k) when the axis spans two decades or less.
+    # Label some minor ticks (2, 3, 5 x 10^k) only when the axis spans a decade
+    # or less: over two decades their scientific labels collide.
     ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatterSciNotation(
-        labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+        labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def log_if_spans(ax, values, decades=1.5):

@@ -1,5 +1,6 @@
 #include "tools/study_stats.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <iomanip>
@@ -129,6 +130,17 @@ MeanCi mean_ci(const std::vector<double>& values) {
   const double sd = std::sqrt(ss / static_cast<double>(r.n - 1));
   r.ci95 = student_t_quantile(0.975, static_cast<double>(r.n - 1)) * sd / std::sqrt(static_cast<double>(r.n));
   return r;
+}
+
+std::string format_mean_ci(const MeanCi& m, int digits, double scale) {
+  if (m.n == 0) return "-";
+  const double mean = m.mean * scale;
+  if (mean != 0.0 && std::isfinite(mean))
+    digits = std::clamp(2 - static_cast<int>(std::floor(std::log10(std::fabs(mean)))), digits, 8);
+  std::ostringstream o;
+  o << std::fixed << std::setprecision(digits) << mean;
+  if (m.n > 1) o << " ± " << m.ci95 * scale;
+  return o.str();
 }
 
 RunFigures run_figures(const CsvTable& metrics, const std::vector<double>& targets, const std::string& file) {

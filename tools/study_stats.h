@@ -29,6 +29,10 @@ struct MeanCi {
   double ci95 = 0.0;  // half-width t_{0.975, n-1} * sd / sqrt(n); NaN when n < 2
 };
 MeanCi mean_ci(const std::vector<double>& values);
+// "mean ± ci" (just the mean when n = 1; "-" when n = 0) of the values times
+// `scale`, with `digits` decimals or more, so that the mean keeps three
+// significant digits (0.0211 J, not 0.0 J).
+std::string format_mean_ci(const MeanCi& m, int digits, double scale = 1.0);
 
 // What one run took to reach a target accuracy: every figure is counted up to
 // and including the first evaluated round whose test accuracy is >= the target

@@ -52,19 +52,6 @@ std::string duration_text(double s) {
   return o.str();
 }
 
-// "mean ± ci" with `digits` decimals; "-" when undefined.
-std::string mean_pm(const MeanCi& m, int digits, double scale = 1.0) {
-  if (m.n == 0) return "-";
-  // At least three significant digits of the mean (0.0211 J, not 0.0 J).
-  const double mean = m.mean * scale;
-  if (mean != 0.0 && std::isfinite(mean))
-    digits = std::clamp(2 - static_cast<int>(std::floor(std::log10(std::fabs(mean)))), digits, 8);
-  std::ostringstream o;
-  o << std::fixed << std::setprecision(digits) << mean;
-  if (m.n > 1) o << " ± " << std::setprecision(digits) << m.ci95 * scale;
-  return o.str();
-}
-
 }  // namespace
 
 StudyLock::StudyLock(const std::string& dir) {
@@ -322,15 +309,15 @@ SummaryTable summary_table(const Study& study, const std::vector<ConfigSummary>&
   t.numeric[0] = false;
   for (std::size_t c = 0; c < study.configs.size(); ++c) {
     const ConfigSummary& s = summary[c];
-    std::vector<std::string> row{study.configs[c].label, std::to_string(s.seeds), mean_pm(s.final_accuracy, 4),
-                                 mean_pm(s.best_accuracy, 4), mean_pm(s.bytes_up, 2, 1e-6), mean_pm(s.sim_time_s, 1),
-                                 mean_pm(s.energy_j, 1)};
+    std::vector<std::string> row{study.configs[c].label, std::to_string(s.seeds), format_mean_ci(s.final_accuracy, 4),
+                                 format_mean_ci(s.best_accuracy, 4), format_mean_ci(s.bytes_up, 2, 1e-6), format_mean_ci(s.sim_time_s, 1),
+                                 format_mean_ci(s.energy_j, 1)};
     for (const TargetSummary& ts : s.targets) {
       row.push_back(std::to_string(ts.reached) + "/" + std::to_string(s.seeds));
-      row.push_back(mean_pm(ts.rounds, 1));
-      row.push_back(mean_pm(ts.bytes_up, 2, 1e-6));
-      row.push_back(mean_pm(ts.sim_time_s, 1));
-      row.push_back(mean_pm(ts.energy_j, 1));
+      row.push_back(format_mean_ci(ts.rounds, 1));
+      row.push_back(format_mean_ci(ts.bytes_up, 2, 1e-6));
+      row.push_back(format_mean_ci(ts.sim_time_s, 1));
+      row.push_back(format_mean_ci(ts.energy_j, 1));
     }
     t.rows.push_back(std::move(row));
   }

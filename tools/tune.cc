@@ -93,14 +93,6 @@ MeanCi final_accuracy(const Candidate& c) {
   return mean_ci(v);
 }
 
-std::string pm(const MeanCi& m, int digits, double scale = 1.0) {
-  if (m.n == 0) return "-";
-  std::ostringstream o;
-  o << std::fixed << std::setprecision(digits) << m.mean * scale;
-  if (m.n > 1) o << " ± " << m.ci95 * scale;
-  return o.str();
-}
-
 std::string metric_unit(const std::string& metric) {
   return metric == "energy_j" ? "J" : metric == "sim_time_s" ? "s (simulated)" : "uplink bytes";
 }
@@ -356,11 +348,11 @@ void run_tune(const Study& study, const TuneSpec& spec, const SweepOptions& opti
   auto describe = [&](const char* what, const Candidate& c) {
     std::ostringstream o;
     o << what << ": " << setting_text(spec, c) << "\n  " << spec.metric << " to target "
-      << pm(metric_to_target(spec.metric, c), 2) << " " << unit << " (" << metric_to_target(spec.metric, c).n << "/"
+      << format_mean_ci(metric_to_target(spec.metric, c), 2) << " " << unit << " (" << metric_to_target(spec.metric, c).n << "/"
       << c.figures.size() << " seeds reached it), rounds to target "
-      << pm(to_target_stat(c, [](const ToTarget& t) { return t.rounds; }), 1) << ", simulated s to target "
-      << pm(to_target_stat(c, [](const ToTarget& t) { return t.sim_time_s; }), 1) << ", final accuracy "
-      << pm(final_accuracy(c), 4) << " at " << c.rounds << " rounds";
+      << format_mean_ci(to_target_stat(c, [](const ToTarget& t) { return t.rounds; }), 1) << ", simulated s to target "
+      << format_mean_ci(to_target_stat(c, [](const ToTarget& t) { return t.sim_time_s; }), 1) << ", final accuracy "
+      << format_mean_ci(final_accuracy(c), 4) << " at " << c.rounds << " rounds";
     lines.push_back(o.str());
   };
   if (chosen)
@@ -378,7 +370,7 @@ void run_tune(const Study& study, const TuneSpec& spec, const SweepOptions& opti
     std::ostringstream o;
     if (saving.size() == base.figures.size()) {
       const MeanCi d = mean_ci(saving);
-      o << "saving against the base: " << pm(d, 2) << " " << unit << " per run (paired over " << d.n << " seeds), "
+      o << "saving against the base: " << format_mean_ci(d, 2) << " " << unit << " per run (paired over " << d.n << " seeds), "
         << std::fixed << std::setprecision(1) << 100.0 * d.mean / base_m.mean << "% of the base's";
     } else {
       o << "saving against the base: not defined: the base reached the target on " << base_m.n << " of "
@@ -391,7 +383,7 @@ void run_tune(const Study& study, const TuneSpec& spec, const SweepOptions& opti
   out << "frontier (" << spec.metric << " to target against " << (time_is_metric ? "energy_j" : "sim_time_s")
       << " to target):\n";
   for (const Candidate* c : frontier)
-    out << "  " << std::setw(12) << pm(metric_to_target(spec.metric, *c), 2) << "  " << std::setw(12) << std::fixed
+    out << "  " << std::setw(12) << format_mean_ci(metric_to_target(spec.metric, *c), 2) << "  " << std::setw(12) << std::fixed
         << std::setprecision(1) << second(*c) << "  " << setting_text(spec, *c) << "\n";
 
   if (!options.plots) return;
@@ -407,8 +399,8 @@ void run_tune(const Study& study, const TuneSpec& spec, const SweepOptions& opti
   report.heading("Frontier");
   std::vector<std::vector<std::string>> frontier_rows;
   for (const Candidate* c : frontier)
-    frontier_rows.push_back({c->name, setting_text(spec, *c), pm(metric_to_target(spec.metric, *c), 2),
-                             csv_number(second(*c)), pm(final_accuracy(*c), 4)});
+    frontier_rows.push_back({c->name, setting_text(spec, *c), format_mean_ci(metric_to_target(spec.metric, *c), 2),
+                             csv_number(second(*c)), format_mean_ci(final_accuracy(*c), 4)});
   report.table({"candidate", "setting", spec.metric + " to target", (time_is_metric ? "J" : "sim s") + std::string(" to target"),
                 "final accuracy"},
                frontier_rows, {false, false, true, true, true});
@@ -416,7 +408,7 @@ void run_tune(const Study& study, const TuneSpec& spec, const SweepOptions& opti
   std::vector<std::vector<std::string>> all_rows;
   for (const Candidate* c : rows)
     all_rows.push_back({c->name, setting_text(spec, *c), c->status, std::to_string(c->rounds),
-                        pm(metric_to_target(spec.metric, *c), 2), pm(final_accuracy(*c), 4)});
+                        format_mean_ci(metric_to_target(spec.metric, *c), 2), format_mean_ci(final_accuracy(*c), 4)});
   report.table({"candidate", "setting", "status", "rounds", spec.metric + " to target", "final accuracy"}, all_rows,
                {false, false, false, true, true, true});
   const std::string why = run_plot_script({"--tune", options.out_dir});

@@ -11,6 +11,7 @@
 #include "core/base/errors.h"
 #include "tools/study.h"
 #include "tools/study_stats.h"
+#include "tools/tune.h"
 
 namespace fedsim {
 namespace {
@@ -100,6 +101,21 @@ TEST(Study, ValidationNamesTheAxisAndValueBeforeAnyRun) {
   const Study bad_value = parse_study(study_text("axes:\n  steps: {key: local_steps, values: [2, -1]}\n"), "x.yaml");
   EXPECT_NE(error_of([&] { validate_study(bad_value); }).find("x.yaml: axis 'steps', value '-1': "), std::string::npos);
   EXPECT_EQ(error_of([] { validate_study(parse_study(study_text(""), "ok.yaml")); }), "(no error)");
+}
+
+TEST(Study, ShippedStudiesAreValid) {
+  std::size_t n = 0;
+  for (const auto& entry : fs::directory_iterator(std::string(FEDSIM_SOURCE_DIR) + "/scenarios/studies")) {
+    SCOPED_TRACE(entry.path().string());
+    const Study s = load_study(entry.path().string());
+    if (s.root.has("tune")) {
+      const TuneSpec spec = parse_tune(s);
+      EXPECT_GT(spec.max_rounds, 0u);
+    }
+    validate_study(s);
+    ++n;
+  }
+  EXPECT_GE(n, 4u);  // smoke, compression, heterogeneity, energy
 }
 
 TEST(StudyStats, StudentTQuantilesMatchTheTables) {
