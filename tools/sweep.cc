@@ -324,6 +324,19 @@ SummaryTable summary_table(const Study& study, const std::vector<ConfigSummary>&
   return t;
 }
 
+std::string markdown_table(const SummaryTable& t) {
+  std::ostringstream md;
+  for (std::size_t i = 0; i < t.header.size(); ++i) md << "| " << t.header[i] << " ";
+  md << "|\n";
+  for (std::size_t i = 0; i < t.header.size(); ++i) md << (t.numeric[i] ? "|---:" : "|---");
+  md << "|\n";
+  for (const auto& row : t.rows) {
+    for (const std::string& cell : row) md << "| " << cell << " ";
+    md << "|\n";
+  }
+  return md.str();
+}
+
 void print_table(std::ostream& out, const SummaryTable& t) {
   std::vector<std::size_t> width(t.header.size());
   for (std::size_t i = 0; i < t.header.size(); ++i) {
@@ -358,6 +371,7 @@ void summarize_study(const Study& study, const SweepOptions& options, std::ostre
       << " seed(s); mean ± 95% CI over seeds (Student t); targets counted at the first evaluated round at or above "
          "them, CI over the seeds that reached them\n\n";
   print_table(out, table);
+  write_file_atomically((fs::path(options.out_dir) / "summary.md").string(), markdown_table(table));
   if (!options.plots) return;
 
   HtmlReport report("fedsim study: " + study.name);

@@ -7,6 +7,7 @@
 //   runs.csv           tidy: one row per run and round (axis columns, seed, every metrics column,
 //                      cumulative uplink/downlink bytes and joules)
 //   summary.csv        one row per configuration: mean and 95% CI over seeds (tools/study_stats.h)
+//   summary.md         the same as the printed table, in Markdown (mean ± CI)
 //   study.json         the study's name, description, axes, seeds, targets, configurations
 //   plots/             figures (tools/plot_study.py, matplotlib)
 //   report.html        one self-contained page
