@@ -339,11 +339,14 @@ def tune_plot(d):
             continue
         label = f"{status} ({len(sel)})"
         if status in ("chosen", "base"):  # name the setting in the legend, the candidate on the plot
-            label = "; ".join(f"{status}: {r['candidate']} ("
-                              + ", ".join(f"{k}={r[k]}" for k in keys if r.get(k, "") != "") + ")"
-                              for r in sel)
+            def setting(r):
+                if r["candidate"] == "base":
+                    return "the scenario's own setting"
+                return ", ".join(f"{k}={r[k]}" for k in keys if r.get(k, "") != "")
+            label = "; ".join(f"{status}: {r['candidate']} ({setting(r)})" for r in sel)
             for r in sel:
-                ax.annotate(f"{status}: {r['candidate']}", (r["metric_total_mean"],
+                name = status if r["candidate"] == status else f"{status}: {r['candidate']}"
+                ax.annotate(name, (r["metric_total_mean"],
                             r["final_accuracy_mean"]), xytext=(5, 5), textcoords="offset points",
                             fontsize=7, zorder=6)
         ax.scatter([r["metric_total_mean"] for r in sel], [r["final_accuracy_mean"] for r in sel],
