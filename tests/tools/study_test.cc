@@ -106,6 +106,7 @@ TEST(Study, ValidationNamesTheAxisAndValueBeforeAnyRun) {
 TEST(Study, ShippedStudiesAreValid) {
   std::size_t n = 0;
   for (const auto& entry : fs::directory_iterator(std::string(FEDSIM_SOURCE_DIR) + "/scenarios/studies")) {
+    if (entry.path().extension() != ".yaml") continue;  // results/ holds the README's figures
     SCOPED_TRACE(entry.path().string());
     const Study s = load_study(entry.path().string());
     if (s.root.has("tune")) {
