@@ -64,12 +64,50 @@ std::string supported_list(const DeviceProfile& p) {
 struct ClassSpec {
   ClientClass info;
   const DeviceProfile* profile = nullptr;
+  std::uint16_t fixed_level = 0;
   LinkSpec link;
+  std::unique_ptr<RadioModel> radio;
   double battery_j = 0.0;
   Availability availability;
   double dropout_probability = 0.0;
   double data_weight = 1.0;
 };
+
+// `frequency`: max | energy_aware | a level's frequency in Hz.
+void parse_frequency(const Config& e, ClassSpec& s) {
+  s.info.frequency_where = e.where("frequency");
+  if (!e.has("frequency")) {
+    e.get_string("frequency", "max");  // marks the key as read
+    return;
+  }
+  const DeviceProfile& p = *s.profile;
+  std::string levels;
+  for (std::size_t i = 0; i < p.num_levels(); ++i)
+    if (p.level_hz(i) > 0.0) levels += ", " + std::to_string(static_cast<long long>(p.level_hz(i)));
+  const std::string expected = "max, energy_aware or a frequency (Hz) of profile '" + p.name() + "'" +
+                               (levels.empty() ? " (it has no DVFS levels)" : levels);
+  const YAML::Node n = e.node()["frequency"];
+  const std::string text = n.IsScalar() ? n.Scalar() : "a mapping or list";
+  if (text == "max" || text == "energy_aware") {
+    e.get_string("frequency");
+    if (text == "energy_aware" && p.num_levels() < 2) e.fail("frequency", expected, "'energy_aware'");
+    s.info.frequency = text == "max" ? FrequencyChoice::kMax : FrequencyChoice::kEnergyAware;
+    return;
+  }
+  double hz = 0.0;
+  try {
+    hz = e.get_double("frequency", -kInf, kInf);
+  } catch (const InputError&) {
+    e.fail("frequency", expected, "'" + text + "'");
+  }
+  for (std::size_t i = 0; i < p.num_levels(); ++i)
+    if (p.level_hz(i) > 0.0 && p.level_hz(i) == hz) {
+      s.info.frequency = FrequencyChoice::kFixed;
+      s.fixed_level = static_cast<std::uint16_t>(i);
+      return;
+    }
+  e.fail("frequency", expected, "'" + text + "'");
+}
 
 // One entry of `population:`.
 ClassSpec parse_class(const Config& e, const ProfileCatalog& catalog) {
@@ -82,7 +120,11 @@ ClassSpec parse_class(const Config& e, const ProfileCatalog& catalog) {
   if (!s.profile->supports(s.info.precision))
     e.fail("precision", "a precision supported by profile '" + s.profile->name() + "' (" + supported_list(*s.profile) + ")",
            "'" + std::string(precision_name(s.info.precision)) + "'" + (e.has("precision") ? "" : " (the default)"));
-  s.link = LinkSpec::parse(e.child("link"));
+  parse_frequency(e, s);
+  const Config link = e.child("link");
+  s.link = LinkSpec::parse(link);
+  s.radio = make_radio_model(link);
+  s.info.radio = s.radio->name();
   s.battery_j = finite_at_least(e, "battery_j", 0.0, 0.0);
   s.availability = parse_availability(e.child("availability"));
   s.dropout_probability = e.get_double("dropout_probability", 0.0, 0.0, 1.0);
@@ -99,6 +141,8 @@ std::vector<ClassSpec> parse_classes(const Config& root, const ProfileCatalog& c
     d.info.name = "default";
     d.info.profile = "server_cpu";
     d.profile = catalog.find("server_cpu");
+    d.radio = make_radio_model(Config());
+    d.info.radio = d.radio->name();
     root.get_string("population", "");  // mark read
     specs.push_back(std::move(d));
   } else {
@@ -156,6 +200,9 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
       t.class_index = k;
       t.profile = s.profile;
       t.precision = s.info.precision;
+      t.frequency = s.info.frequency;
+      t.fixed_level = s.fixed_level;
+      t.radio = s.radio.get();
       Rng link_rng = Rng::derive(seed, Stream::kLinks, {c});
       t.link = s.link.draw(link_rng);
       t.battery_j = s.battery_j;
@@ -168,6 +215,7 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
       t.data_weight = s.data_weight;
     }
     classes_.push_back(s.info);
+    radios_.push_back(std::move(s.radio));
     begin = end;
   }
 }

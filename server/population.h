@@ -8,7 +8,10 @@
 //     fraction             required, in [0, 1]; the fractions must sum to 1 (+-1e-6)
 //     profile              device profile name (built-in or under profiles:), default server_cpu
 //     precision            fp32 | int8 | int4 | int2, default fp32; the profile must support it
-//     link                 see server/link_model.h; omitted fields take the default link
+//     frequency            max (default) | energy_aware | a frequency in Hz, one of the
+//                          profile's DVFS levels; energy_aware needs server policy deadline
+//     link                 see server/link_model.h; omitted fields take the default link;
+//                          its `radio:` map picks the radio model (server/radio_model.h)
 //     battery_j            >= 0, default 0 = unlimited
 //     availability         {} (always online, default) | {online_probability: p} |
 //                          {period_s: T, on_fraction: f, phase: random|zero}
@@ -37,12 +40,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "clients/device_profile.h"
 #include "core/base/config.h"
 #include "server/link_model.h"
+#include "server/radio_model.h"
 
 namespace fedsim {
 
@@ -59,7 +64,10 @@ struct ClientTraits {
   std::size_t class_index = 0;
   const DeviceProfile* profile = nullptr;  // owned by the Population
   Precision precision = Precision::kFp32;
+  FrequencyChoice frequency = FrequencyChoice::kMax;
+  std::uint16_t fixed_level = 0;  // FrequencyChoice::kFixed: the profile's level
   Link link;
+  const RadioModel* radio = nullptr;  // owned by the Population (one per class)
   double battery_j = 0.0;  // 0 = unlimited
   Availability availability;
   double phase_s = 0.0;  // this client's phase in its periodic trace (0 unless phase: random)
@@ -72,6 +80,9 @@ struct ClientClass {
   double fraction = 1.0;
   std::string profile;
   Precision precision = Precision::kFp32;
+  FrequencyChoice frequency = FrequencyChoice::kMax;
+  std::string frequency_where;     // file:line: frequency, for errors found later (energy_aware without a deadline)
+  std::string radio;               // radio model name
   std::uint32_t first_client = 0;  // ids [first_client, end_client)
   std::uint32_t end_client = 0;
 };
@@ -104,6 +115,7 @@ class Population {
 
  private:
   ProfileCatalog catalog_;
+  std::vector<std::unique_ptr<RadioModel>> radios_;  // by class
   std::vector<ClientClass> classes_;
   std::vector<ClientTraits> traits_;
   std::uint64_t seed_;

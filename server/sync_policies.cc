@@ -206,6 +206,7 @@ class Deadline final : public SyncPolicy {
       : SyncPolicy(in), deadline_s_(server.get_double("deadline_s", 0.0, 0.0, std::numeric_limits<double>::infinity())) {
     if (deadline_s_ <= 0.0) server.fail("deadline_s", "a deadline > 0 seconds for policy 'deadline'", "nothing");
   }
+  double round_deadline_s() const override { return deadline_s_; }
 
  private:
   void on_dispatched(Server& s, const SyncRound& r) override {
