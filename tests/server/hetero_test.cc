@@ -80,7 +80,8 @@ TEST(DeviceProfile, UserTableGivesTimeAndEnergyPerMac) {
 
 TEST(DeviceProfile, BuiltinsRegisteredWithDocumentedPrecisions) {
   const ProfileCatalog catalog;
-  EXPECT_EQ(catalog.names(), (std::vector<std::string>{"edge_fpga", "edge_gpu", "phone_cpu", "phone_gpu", "server_cpu"}));
+  EXPECT_EQ(catalog.names(), (std::vector<std::string>{"edge_fpga", "edge_gpu", "phone_cpu", "phone_gpu", "pixel4xl_cpu",
+                                                      "server_cpu"}));
   auto supported = [&](const std::string& name) {
     std::string out;
     for (Precision p : kAllPrecisions)
@@ -92,6 +93,7 @@ TEST(DeviceProfile, BuiltinsRegisteredWithDocumentedPrecisions) {
   EXPECT_EQ(supported("edge_gpu"), "fp32 int8 ");
   EXPECT_EQ(supported("edge_fpga"), "int8 int4 int2 ");
   EXPECT_EQ(supported("server_cpu"), "fp32 int8 int4 int2 ");
+  EXPECT_EQ(supported("pixel4xl_cpu"), "fp32 int8 int4 int2 ");
   for (const std::string& name : catalog.names()) {
     const DeviceProfile& p = *catalog.find(name);
     EXPECT_GE(p.idle_power_w(), 0.0) << name;
@@ -250,9 +252,10 @@ TEST(EnergyLedger, ClientCsvHasOneExactRowPerClient) {
   std::stringstream text;
   text << in.rdbuf();
   EXPECT_EQ(text.str(),
-            "client,class,profile,rounds,compute_j,tx_j,rx_j,idle_j,total_j,battery_left_j,exhausted_round\n"
-            "0,a,slow,2,0.25,0.125,0.0625,0,0.4375,-0.1875,1\n"
-            "1,b,slow,1,0.125,0.0625,0.03125,0.75,0.96875,,\n");
+            "client,class,profile,rounds,compute_j,tx_j,rx_j,idle_j,total_j,battery_left_j,exhausted_round,"
+            "promotion_j,tail_j\n"
+            "0,a,slow,2,0.25,0.125,0.0625,0,0.4375,-0.1875,1,0,0\n"
+            "1,b,slow,1,0.125,0.0625,0.03125,0.75,0.96875,,,0,0\n");
 }
 
 // ---------------------------------------------------------------------------
@@ -529,7 +532,7 @@ TEST(HeteroErrors, UnknownProfile) {
     profile: tpu
 )"),
             "t.yaml:4: population[0].profile: expected a device profile (one of: edge_fpga, edge_gpu, phone_cpu, "
-            "phone_gpu, server_cpu), found 'tpu'");
+            "phone_gpu, pixel4xl_cpu, server_cpu), found 'tpu'");
 }
 
 TEST(HeteroErrors, FractionsNotSummingToOne) {
