@@ -10,9 +10,16 @@
 
 #include "core/base/config.h"
 #include "core/base/errors.h"
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "server/energy.h"
+#include "server/metrics.h"
 #include "server/population.h"
 #include "server/radio_model.h"
+#include "server/scenario.h"
+#include "server/simulation.h"
 
 namespace fedsim {
 namespace {
@@ -251,6 +258,63 @@ TEST(Dvfs, FixedFrequencyMustBeALevel) {
   // A profile without levels has only max.
   EXPECT_NE(error_of(one_class("{model: linear}", "    frequency: energy_aware\n")).find("no DVFS levels"),
             std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// End to end: tails that cross rounds keep runs deterministic; new keys are checked.
+
+const char* kSmallRun =
+    "data: {source: synthetic_classification, train_samples: 400, test_samples: 100, dim: 8, classes: 3}\n"
+    "model: {name: softmax_regression}\nclients: 12\nclients_per_round: 4\nrounds: 6\nlocal_steps: 2\n"
+    "output: {progress: false}\n";
+
+std::string run_metrics(const std::string& yaml, const std::vector<std::string>& overrides, const std::string& tag) {
+  const Scenario sc = parse_scenario(yaml, "run.yaml", overrides);
+  Simulation sim(sc);
+  const std::string dir = (std::filesystem::temp_directory_path() / ("fedsim_radio_" + tag)).string();
+  {
+    MetricsWriter writer(dir, sim.population().class_names());
+    sim.run([&](const RoundMetrics& m) { writer.write(m); });
+  }
+  std::ifstream in(dir + "/metrics.csv");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST(Radio, LteRunsAreIdenticalWithOneAndTwoThreads) {
+  const std::string yaml = std::string(kSmallRun) +
+                           "population:\n  - {name: phone, fraction: 1, profile: phone_cpu, link: {uplink_bps: 2e6, "
+                           "radio: {model: lte}}}\n";
+  for (const char* policy : {"server.policy=wait_all", "server={policy: async, buffer_size: 2, concurrency: 4}"}) {
+    const std::string one = run_metrics(yaml, {policy, "threads=1"}, "t1");
+    const std::string two = run_metrics(yaml, {policy, "threads=2"}, "t2");
+    EXPECT_EQ(one, two) << policy;
+    EXPECT_NE(one.find("tail_j"), std::string::npos);
+  }
+}
+
+std::string run_error(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  try {
+    const Scenario sc = parse_scenario(yaml, "run.yaml", overrides);
+    Simulation sim(sc);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(ScenarioKeys, EnergyAwareNeedsADeadlineAndSwitchesAreChecked) {
+  const std::string dvfs = std::string(kSmallRun) +
+                           "population:\n  - {name: p, fraction: 1, profile: pixel4xl_cpu, frequency: energy_aware}\n";
+  EXPECT_NE(run_error(dvfs).find("run.yaml:9: population[0].frequency: expected a server policy with a round deadline"),
+            std::string::npos)
+      << run_error(dvfs);
+  EXPECT_EQ(run_error(dvfs, {"server={policy: deadline, deadline_s: 5}"}), "no error");
+  EXPECT_NE(run_error(kSmallRun, {"accounting={message_bits: bits}"}).find("accounting.message_bits"), std::string::npos);
+  EXPECT_NE(run_error(kSmallRun, {"server_energy={frequency_hz: 0}"}).find("server_energy.frequency_hz"),
+            std::string::npos);
+  EXPECT_NE(run_error(kSmallRun, {"server_energy={cycles: 5}"}).find("cycles"), std::string::npos);
 }
 
 }  // namespace
