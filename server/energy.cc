@@ -135,13 +135,18 @@ EnergyLedger::EnergyLedger(const Population& population)
     }
 }
 
-bool EnergyLedger::add(std::uint32_t client, std::uint32_t round, const EnergyBreakdown& charged, double class_j) {
+bool EnergyLedger::add(std::uint32_t client, std::uint32_t round, const EnergyBreakdown& charged, double class_j,
+                       double at_s) {
   ClientEnergy& e = totals_.at(client);
   const ClientTraits& traits = population_.client(client);
   e.energy += charged;
   round_.energy += charged;
   round_.class_j[traits.class_index] += class_j;
-  if (traits.battery_j > 0.0 && e.total_j() >= traits.battery_j) {
+  if (traits.charging.period_s > 0.0 && population_.is_charging(client, at_s)) {
+    e.grid_j += class_j;
+    round_.grid_j += class_j;
+  }
+  if (traits.battery_j > 0.0 && e.battery_draw_j() >= traits.battery_j) {
     e.exhausted_round = round;
     ++num_exhausted_;
     ++round_.clients_exhausted;
@@ -150,14 +155,15 @@ bool EnergyLedger::add(std::uint32_t client, std::uint32_t round, const EnergyBr
   return true;
 }
 
-bool EnergyLedger::charge(std::uint32_t client, std::uint32_t round, const RoundCost& cost, double idle_s) {
+bool EnergyLedger::charge(std::uint32_t client, std::uint32_t round, const RoundCost& cost, double idle_s,
+                          double at_s) {
   assert(idle_s >= 0.0);
   assert(totals_.at(client).exhausted_round < 0 && "an exhausted client was charged again");
   EnergyBreakdown charged = cost.energy;
   charged.idle_j = idle_s * population_.client(client).profile->idle_power_w();
   ++totals_.at(client).rounds;
   ++round_.clients_charged;
-  return add(client, round, charged, cost.total_j() + charged.idle_j);
+  return add(client, round, charged, cost.total_j() + charged.idle_j, at_s);
 }
 
 RoundCost EnergyLedger::round_cost(std::uint32_t client, const RoundWork& work) {
@@ -176,17 +182,18 @@ void EnergyLedger::charge_tails(std::uint32_t round, double now_s) {
     const double from_s = s.charged_to_s - s.last_end_s;
     const double to_s = std::min(now_s - s.last_end_s, r.tail_s());
     if (!(to_s > from_s)) continue;
+    const double segment_start_s = s.charged_to_s;
     s.charged_to_s = s.last_end_s + to_s;
     EnergyBreakdown tail;
     tail.tail_j = r.tail_energy_j(from_s, to_s);
-    add(c, round, tail, tail.tail_j);
+    add(c, round, tail, tail.tail_j, segment_start_s);
   }
 }
 
 double EnergyLedger::battery_left_j(std::uint32_t client) const {
   const double battery = population_.client(client).battery_j;
   if (battery <= 0.0) return std::numeric_limits<double>::infinity();
-  return battery - totals_.at(client).total_j();
+  return battery - totals_.at(client).battery_draw_j();
 }
 
 double EnergyLedger::total_j() const {
@@ -214,7 +221,7 @@ void EnergyLedger::write_client_csv(const std::string& path) const {
   std::ofstream out(path);
   if (!out) throw InputError(path + ": cannot open for writing (per-client energy CSV)");
   out << "client,class,profile,rounds,compute_j,tx_j,rx_j,idle_j,total_j,battery_left_j,exhausted_round,promotion_j,"
-         "tail_j\n";
+         "tail_j,grid_j\n";
   for (std::uint32_t c = 0; c < totals_.size(); ++c) {
     const ClientEnergy& e = totals_[c];
     const ClientTraits& t = population_.client(c);
@@ -225,7 +232,7 @@ void EnergyLedger::write_client_csv(const std::string& path) const {
     if (t.battery_j > 0.0) out << number(battery_left_j(c));
     out << ',';
     if (e.exhausted_round >= 0) out << e.exhausted_round;
-    out << ',' << number(e.energy.promotion_j) << ',' << number(e.energy.tail_j) << '\n';
+    out << ',' << number(e.energy.promotion_j) << ',' << number(e.energy.tail_j) << ',' << number(e.grid_j) << '\n';
   }
   if (!out) throw InputError(path + ": write failed (per-client energy CSV)");
 }

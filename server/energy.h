@@ -17,8 +17,12 @@
 // client is charged no more tail.
 //
 // Battery rule (exact): every participation is charged in full (cost + idle).
-// A client with battery_j > 0 is exhausted from the first charge after which
-// its cumulative energy >= battery_j; that round is its exhausted_round. The
+// A charge made while the client is plugged in (Population::is_charging at
+// the time the energy starts being spent: the round's start for a
+// participation, the segment's start for a tail) is grid energy; the rest is
+// battery energy. A client with battery_j > 0 is exhausted from the first
+// charge after which its cumulative battery energy >= battery_j; that round
+// is its exhausted_round. The
 // update of that round is still delivered (the battery ran out at the end of
 // it); the client is never sampled again (the server checks exhausted()), and
 // battery_left_j may be negative by the overshoot of the last round.
@@ -144,15 +148,18 @@ struct ServerEnergyModel {
 
 struct ClientEnergy {
   EnergyBreakdown energy;
+  double grid_j = 0.0;                  // the part of energy spent while plugged in
   std::uint64_t rounds = 0;             // participations charged
   std::int64_t exhausted_round = -1;    // -1 = battery not exhausted (or unlimited)
   double total_j() const { return energy.total_j(); }
+  double battery_draw_j() const { return total_j() - grid_j; }
 };
 
 // Energy charged since the last take_round().
 struct RoundEnergy {
   EnergyBreakdown energy;
   std::vector<double> class_j;  // total per client class (Population class index)
+  double grid_j = 0.0;          // the part of energy spent while plugged in
   std::size_t clients_charged = 0;
   std::size_t clients_exhausted = 0;  // whose battery ran out in this period
   double total_j() const { return energy.total_j(); }
@@ -164,10 +171,11 @@ class EnergyLedger {
  public:
   explicit EnergyLedger(const Population& population);
 
-  // Charges one participation of `client` in `round`: `cost` plus idle_s (>= 0)
-  // at the profile's idle power. Returns false if this charge exhausted the
-  // battery (see the battery rule above). The client must not be exhausted.
-  bool charge(std::uint32_t client, std::uint32_t round, const RoundCost& cost, double idle_s);
+  // Charges one participation of `client` in `round`, started at virtual time
+  // at_s: `cost` plus idle_s (>= 0) at the profile's idle power. Returns false
+  // if this charge exhausted the battery (see the battery rule above). The
+  // client must not be exhausted.
+  bool charge(std::uint32_t client, std::uint32_t round, const RoundCost& cost, double idle_s, double at_s = 0.0);
 
   // The cost of `client`'s round from its radio state, which it advances
   // (round_cost above). Charges nothing.
@@ -177,7 +185,7 @@ class EnergyLedger {
   void charge_tails(std::uint32_t round, double now_s);
 
   bool exhausted(std::uint32_t client) const { return totals_.at(client).exhausted_round >= 0; }
-  // battery_j minus the energy charged so far; +infinity for unlimited batteries.
+  // battery_j minus the battery energy charged so far; +infinity for unlimited batteries.
   double battery_left_j(std::uint32_t client) const;
   const ClientEnergy& client(std::uint32_t client) const { return totals_.at(client); }
   std::size_t num_exhausted() const { return num_exhausted_; }
@@ -188,7 +196,7 @@ class EnergyLedger {
   RoundEnergy take_round();
 
   // One row per client: client,class,profile,rounds,compute_j,tx_j,rx_j,idle_j,
-  // total_j,battery_left_j,exhausted_round,promotion_j,tail_j (battery_left_j
+  // total_j,battery_left_j,exhausted_round,promotion_j,tail_j,grid_j (battery_left_j
   // empty = unlimited, exhausted_round empty = never). Numbers in shortest
   // round-trip form.
   // Throws InputError if the file cannot be written.
@@ -196,7 +204,7 @@ class EnergyLedger {
 
  private:
   // Adds `e` to the client's, the round's and its class's sums; the battery rule.
-  bool add(std::uint32_t client, std::uint32_t round, const EnergyBreakdown& e, double class_j);
+  bool add(std::uint32_t client, std::uint32_t round, const EnergyBreakdown& e, double class_j, double at_s);
 
   const Population& population_;
   std::vector<ClientEnergy> totals_;

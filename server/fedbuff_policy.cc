@@ -85,7 +85,7 @@ class FedBuff final : public RoundPolicy {
   void arrive(Server& s, const Flight& f) {
     s.state(f.client).in_flight = false;
     --in_flight_;
-    s.charge(f.client, ledger_round(), f.cost, 0.0);
+    s.charge(f.client, ledger_round(), f.cost, 0.0, f.start_s);
     m_.bytes_up += f.update.size();
     std::optional<ReceivedUpdate> got = s.receive(f, m_);
     s.record(f, ledger_round(), got.has_value());

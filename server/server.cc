@@ -117,7 +117,8 @@ bool Server::may_return() const {
   for (std::uint32_t c = 0; c < clients_.size(); ++c) {
     const Availability& a = population_->client(c).availability;
     if (!ledger_->exhausted(c) && !(a.kind == Availability::Kind::kProbability && a.online_probability <= 0.0) &&
-        !(a.kind == Availability::Kind::kPeriodic && a.on_fraction <= 0.0))
+        !(a.kind == Availability::Kind::kPeriodic && a.on_fraction <= 0.0) &&
+        !(a.kind == Availability::Kind::kWhileCharging && population_->client(c).charging.plugged_fraction <= 0.0))
       return true;
   }
   return false;
@@ -152,7 +153,7 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
     if (population_->drops_out(c, plan.round)) {
       // Gone after receiving the model: it paid for the download only.
       ++*dropped;
-      charge(c, plan.ledger_round, ledger_->round_cost(c, work).download_only(), 0.0);
+      charge(c, plan.ledger_round, ledger_->round_cost(c, work).download_only(), 0.0, work.start_s);
       continue;
     }
     Flight f;
@@ -250,6 +251,7 @@ void Server::close_round(RoundMetrics& m, bool last) {
   }
   ledger_->charge_tails(static_cast<std::uint32_t>(m.round), clock_.now_s());
   RoundEnergy energy = ledger_->take_round();
+  m.grid_j = energy.grid_j;
   m.server_j = server_j_;
   server_j_ = 0.0;
   summary_.server_energy_j += m.server_j;
@@ -263,8 +265,9 @@ void Server::close_round(RoundMetrics& m, bool last) {
   if (on_round_) on_round_(m);
 }
 
-void Server::charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s) {
-  ledger_->charge(client, ledger_round, cost, idle_s);
+void Server::charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s,
+                    double at_s) {
+  ledger_->charge(client, ledger_round, cost, idle_s, at_s);
 }
 
 void Server::record(const Flight& f, std::uint32_t round, bool aggregated) {

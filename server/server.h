@@ -143,7 +143,8 @@ class Server {
   // and when `last`), takes the round's energy from the ledger, emits m.
   void close_round(RoundMetrics& m, bool last);
 
-  void charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s);
+  // Charges a participation that started at at_s (its plug state decides grid or battery energy).
+  void charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s, double at_s);
   void record(const Flight& flight, std::uint32_t round, bool aggregated);
 
   void set_round_sink(std::function<void(const RoundMetrics&)> sink) { on_round_ = std::move(sink); }

@@ -96,7 +96,7 @@ class SyncPolicy : public RoundPolicy {
     std::vector<Accepted> accepted;
     for (std::size_t i = 0; i < r.flights.size(); ++i) {
       const Flight& f = r.flights[i];
-      s.charge(f.client, r.number, f.cost, std::max(0.0, round_end - f.arrive_s));
+      s.charge(f.client, r.number, f.cost, std::max(0.0, round_end - f.arrive_s), f.start_s);
       s.state(f.client).busy_until_s = f.arrive_s;
       s.record(f, r.number, r.taken[i].has_value());
       r.m.bytes_up += f.update.size();
