@@ -179,13 +179,14 @@ void EnergyLedger::charge_tails(std::uint32_t round, double now_s) {
     RadioState& s = radio_[c];
     if (!std::isfinite(s.last_end_s) || exhausted(c)) continue;
     const RadioModel& r = *population_.client(c).radio;
-    const double from_s = s.charged_to_s - s.last_end_s;
-    const double to_s = std::min(now_s - s.last_end_s, r.tail_s());
-    if (!(to_s > from_s)) continue;
+    // Up to the close, or to the tail's end; charged_to_s lands exactly on
+    // now_s, so the next segment starts where this one ends.
+    const double end_s = std::min(now_s, s.last_end_s + r.tail_s());
+    if (!(end_s > s.charged_to_s)) continue;
     const double segment_start_s = s.charged_to_s;
-    s.charged_to_s = s.last_end_s + to_s;
     EnergyBreakdown tail;
-    tail.tail_j = r.tail_energy_j(from_s, to_s);
+    tail.tail_j = r.tail_energy_j(segment_start_s - s.last_end_s, end_s - s.last_end_s);
+    s.charged_to_s = end_s;
     add(c, round, tail, tail.tail_j, segment_start_s);
   }
 }
