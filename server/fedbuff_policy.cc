@@ -103,11 +103,11 @@ class FedBuff final : public RoundPolicy {
     ++aggregations_;
     m_.round = aggregations_;
     m_.dropped_battery = s.num_exhausted() - exhausted_before_;
-    exhausted_before_ = s.num_exhausted();
     m_.round_time_s = s.now_s() - round_start_s_;
     round_start_s_ = s.now_s();
     buffer_.clear();
-    s.close_round(m_, aggregations_ == rounds_);
+    s.close_round(m_, aggregations_ == rounds_);  // adds clients exhausted by radio tails
+    exhausted_before_ = s.num_exhausted();
     m_ = RoundMetrics{};
   }
 

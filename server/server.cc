@@ -249,7 +249,10 @@ void Server::close_round(RoundMetrics& m, bool last) {
     summary_.final_accuracy = e.accuracy;
     summary_.final_loss = e.loss;
   }
+  // Tails running up to the close may exhaust batteries: those clients left in this round too.
+  const std::size_t exhausted_before_tails = ledger_->num_exhausted();
   ledger_->charge_tails(static_cast<std::uint32_t>(m.round), clock_.now_s());
+  m.dropped_battery += ledger_->num_exhausted() - exhausted_before_tails;
   RoundEnergy energy = ledger_->take_round();
   m.grid_j = energy.grid_j;
   m.server_j = server_j_;

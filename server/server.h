@@ -140,7 +140,9 @@ class Server {
   // The model version advances when anything was aggregated.
   void aggregate(std::vector<Accepted> accepted, RoundMetrics& m);
   // Closes a round at the current time: evaluates (every eval_every rounds
-  // and when `last`), takes the round's energy from the ledger, emits m.
+  // and when `last`), charges radio tails up to now (adding the clients they
+  // exhaust to m.dropped_battery), takes the round's energy from the ledger,
+  // emits m.
   void close_round(RoundMetrics& m, bool last);
 
   // Charges a participation that started at at_s (its plug state decides grid or battery energy).

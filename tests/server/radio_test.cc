@@ -294,6 +294,23 @@ TEST(Radio, LteRunsAreIdenticalWithOneAndTwoThreads) {
   }
 }
 
+TEST(Radio, ClientsExhaustedByATailAreCountedAsDroppedForBattery) {
+  // 1.5 J batteries: a participation costs about 0.4 J on LTE (one promotion, tiny
+  // messages), the tail 1.09 W for seconds after it: most batteries run out in a tail.
+  const std::string yaml = std::string(kSmallRun) +
+                           "population:\n  - {name: phone, fraction: 1, profile: phone_cpu, battery_j: 1.5, "
+                           "link: {uplink_bps: 2e6, radio: {model: lte}}}\n";
+  for (const char* policy : {"server.policy=wait_all", "server={policy: async, buffer_size: 2, concurrency: 2}"}) {
+    const Scenario sc = parse_scenario(yaml, "run.yaml", {policy, "rounds=12"});
+    Simulation sim(sc);
+    const RunSummary run = sim.run();
+    std::size_t dropped = 0;
+    for (const RoundMetrics& m : run.rounds) dropped += m.dropped_battery;
+    EXPECT_GT(run.clients_exhausted, 0u) << policy;
+    EXPECT_EQ(dropped, run.clients_exhausted) << policy;
+  }
+}
+
 std::string run_error(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
   try {
     const Scenario sc = parse_scenario(yaml, "run.yaml", overrides);
