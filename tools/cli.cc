@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "clients/device_profile.h"
+#include "server/radio_model.h"
 #include "core/compression/compressor.h"
 #include "core/data/data_source.h"
 #include "core/base/errors.h"
@@ -241,6 +242,7 @@ int cmd_list() {
   list_registry(out, "round policies (server.policy)", RoundPolicyRegistry::instance());
   list_registry(out, "aggregators (aggregator.name)", AggregatorRegistry::instance());
   list_registry(out, "device profiles (population[].profile)", DeviceProfileRegistry::instance());
+  list_registry(out, "radio models (population[].link.radio.model)", RadioModelRegistry::instance());
   out << "compression stages (uplink / downlink lists):\n";
   for (const auto& [name, entry] : StageRegistry::instance().entries()) {
     const char* kind = entry.meta == StageKind::kTransform ? "transform"
