@@ -5,11 +5,14 @@
 //
 // | owner (file)                          | what                                              | bytes per client            |
 // |---------------------------------------|---------------------------------------------------|-----------------------------|
-// | Population (server/population.h)      | ClientTraits: class, profile, precision, drawn     | 136                         |
-// |                                       |   link, battery, availability, phase, drop-out,   |                             |
-// |                                       |   data weight                                     |                             |
-// | EnergyLedger (server/energy.h)        | ClientEnergy: energy by component, rounds,         | 48                          |
-// |                                       |   exhausted round                                 |                             |
+// | Population (server/population.h)      | ClientTraits: class, profile, precision, DVFS      | 168                         |
+// |                                       |   choice, drawn link, radio model, battery,       |                             |
+// |                                       |   availability, phase, charging schedule and      |                             |
+// |                                       |   phase, drop-out, data weight                    |                             |
+// | EnergyLedger (server/energy.h)        | ClientEnergy: energy by component, grid part,      | 72                          |
+// |                                       |   rounds, exhausted round                         |                             |
+// |                                       | RadioState: end of the last message, tail charged | 16, only when some class's  |
+// |                                       |   up to (server/radio_model.h)                    |   radio has a tail, else 0  |
 // | Server (this file)                    | ClientState: busy until, in flight                | 16                          |
 // | SimClient (clients/client.h)          | id, precision, data view                          | 40 + 4 per local sample     |
 // | CodecLink (core/wire/codec_link.h)    | spec pointer, id, both uplink ends (created on    | 32 + stage state            |

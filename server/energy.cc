@@ -3,47 +3,150 @@
 #include <algorithm>
 #include <cassert>
 #include <charconv>
+#include <cmath>
 #include <fstream>
 #include <limits>
+#include <optional>
 
 #include "core/base/errors.h"
 #include "server/link_model.h"
+#include "server/radio_model.h"
 
 namespace fedsim {
 
+namespace {
+
+// One message through the client's radio, starting at `t` in state `radio` (advanced).
+struct Message {
+  double time_s = 0.0;
+  Promotion promotion;
+  double transfer_j = 0.0;
+  double tail_before_j = 0.0;  // the previous message's tail, up to this one's start
+};
+
+Message send(const RadioModel& r, const Link& link, RadioState& radio, double t, std::uint64_t bytes, double bps,
+             Direction d) {
+  Message m;
+  if (bytes == 0) return m;
+  const double since_last_s = t - radio.last_end_s;  // +inf when the radio never sent
+  if (std::isfinite(radio.last_end_s) && r.tail_s() > 0.0)
+    m.tail_before_j = r.tail_energy_j(radio.charged_to_s - radio.last_end_s, since_last_s);
+  m.promotion = r.promotion(since_last_s);
+  m.time_s = transfer_time_s(bytes, bps, link.latency_s) + m.promotion.delay_s;
+  m.transfer_j = r.transfer_energy_j(8.0 * static_cast<double>(bytes), bps, d, link);
+  radio.last_end_s = t + m.time_s;
+  radio.charged_to_s = radio.last_end_s;
+  return m;
+}
+
+RoundCost cost_at_level(const ClientTraits& client, const RoundWork& work, RadioState& radio, std::size_t level) {
+  const Link& link = client.link;
+  const RadioModel& r = *client.radio;
+  const double up_bps =
+      work.uplink_cap_bps > 0.0 ? std::min(link.uplink_bps, work.uplink_cap_bps) : link.uplink_bps;
+  RoundCost c;
+  c.server_s = work.server_s;
+  c.level = level;
+  const Message down = send(r, link, radio, work.start_s + c.server_s, work.bytes_down, link.downlink_bps, Direction::kDown);
+  c.down_s = down.time_s;
+  c.compute_s = client.profile->compute_time_s(work.macs, client.precision, level);
+  const Message up = send(r, link, radio, work.start_s + (c.server_s + c.down_s + c.compute_s), work.bytes_up, up_bps,
+                          Direction::kUp);
+  c.up_s = up.time_s;
+  c.energy.rx_j = down.transfer_j;
+  c.energy.compute_j = client.profile->compute_energy_j(work.macs, client.precision, level);
+  c.energy.tx_j = up.transfer_j;
+  c.energy.promotion_j = down.promotion.energy_j + up.promotion.energy_j;
+  c.energy.tail_j = down.tail_before_j + up.tail_before_j;
+  return c;
+}
+
+}  // namespace
+
+RoundCost round_cost(const ClientTraits& client, const RoundWork& work, RadioState& radio) {
+  assert(client.profile != nullptr && client.radio != nullptr);
+  const std::size_t top = client.profile->num_levels() - 1;
+  switch (client.frequency) {
+    case FrequencyChoice::kMax: return cost_at_level(client, work, radio, top);
+    case FrequencyChoice::kFixed: return cost_at_level(client, work, radio, client.fixed_level);
+    case FrequencyChoice::kEnergyAware: {
+      // The level with the least energy for the whole round (compute and the
+      // radio, whose tail and promotions depend on when the upload starts)
+      // among those that meet the deadline; the lowest of equals; else the highest.
+      std::optional<RoundCost> best;
+      RadioState best_radio;
+      for (std::size_t level = 0; level <= top; ++level) {
+        RadioState trial = radio;
+        const RoundCost c = cost_at_level(client, work, trial, level);
+        if (c.busy_s() <= work.deadline_s && (!best || c.total_j() < best->total_j())) {
+          best = c;
+          best_radio = trial;
+        }
+      }
+      if (best) {
+        radio = best_radio;
+        return *best;
+      }
+      return cost_at_level(client, work, radio, top);
+    }
+  }
+  return cost_at_level(client, work, radio, top);
+}
+
 RoundCost round_cost(const ClientTraits& client, std::uint64_t bytes_down, double macs, std::uint64_t bytes_up,
                      double uplink_cap_bps) {
-  assert(client.profile != nullptr);
-  const Link& link = client.link;
-  const double up_bps = uplink_cap_bps > 0.0 ? std::min(link.uplink_bps, uplink_cap_bps) : link.uplink_bps;
-  RoundCost c;
-  c.down_s = transfer_time_s(bytes_down, link.downlink_bps, link.latency_s);
-  c.compute_s = client.profile->compute_time_s(macs, client.precision);
-  c.up_s = transfer_time_s(bytes_up, up_bps, link.latency_s);
-  c.energy.rx_j = 8.0 * static_cast<double>(bytes_down) * link.rx_j_per_bit;
-  c.energy.compute_j = client.profile->compute_energy_j(macs, client.precision);
-  c.energy.tx_j = 8.0 * static_cast<double>(bytes_up) * link.tx_j_per_bit;
-  return c;
+  RadioState idle;
+  RoundWork work;
+  work.bytes_down = bytes_down;
+  work.macs = macs;
+  work.bytes_up = bytes_up;
+  work.uplink_cap_bps = uplink_cap_bps;
+  return round_cost(client, work, idle);
+}
+
+ServerEnergyModel ServerEnergyModel::parse(const Config& root) {
+  ServerEnergyModel m;
+  const Config c = root.child("server_energy");
+  const double inf = std::numeric_limits<double>::infinity();
+  const auto finite = [&](const std::string& key, double fallback, bool positive) {
+    const double v = c.get_double(key, fallback, -inf, inf);
+    if (!std::isfinite(v) || v < 0.0 || (positive && v == 0.0)) {
+      const YAML::Node n = c.node()[key];
+      c.fail(key, positive ? "a finite number > 0" : "a finite number >= 0", n.IsScalar() ? "'" + n.Scalar() + "'" : "nothing");
+    }
+    return v;
+  };
+  m.alpha = finite("alpha", m.alpha, false);
+  m.cycles_per_round = finite("cycles_per_round", m.cycles_per_round, false);
+  m.frequency_hz = finite("frequency_hz", m.frequency_hz, true);
+  m.broadcast_w = finite("broadcast_w", m.broadcast_w, false);
+  m.broadcast_bps = finite("broadcast_bps", m.broadcast_bps, true);
+  c.finish();
+  return m;
 }
 
 EnergyLedger::EnergyLedger(const Population& population)
     : population_(population), totals_(population.num_clients()) {
   round_.class_j.assign(population.num_classes(), 0.0);
+  for (std::uint32_t c = 0; c < population.num_clients(); ++c)
+    if (population.client(c).radio->tail_s() > 0.0) {
+      radio_.assign(population.num_clients(), RadioState{});
+      break;
+    }
 }
 
-bool EnergyLedger::charge(std::uint32_t client, std::uint32_t round, const RoundCost& cost, double idle_s) {
-  assert(idle_s >= 0.0);
+bool EnergyLedger::add(std::uint32_t client, std::uint32_t round, const EnergyBreakdown& charged, double class_j,
+                       double at_s) {
   ClientEnergy& e = totals_.at(client);
-  assert(e.exhausted_round < 0 && "an exhausted client was charged again");
   const ClientTraits& traits = population_.client(client);
-  EnergyBreakdown charged = cost.energy;
-  charged.idle_j = idle_s * traits.profile->idle_power_w();
   e.energy += charged;
-  ++e.rounds;
   round_.energy += charged;
-  round_.class_j[traits.class_index] += cost.total_j() + charged.idle_j;
-  ++round_.clients_charged;
-  if (traits.battery_j > 0.0 && e.total_j() >= traits.battery_j) {
+  round_.class_j[traits.class_index] += class_j;
+  if (traits.charging.period_s > 0.0 && population_.is_charging(client, at_s)) {
+    e.grid_j += class_j;
+    round_.grid_j += class_j;
+  }
+  if (traits.battery_j > 0.0 && e.battery_draw_j() >= traits.battery_j) {
     e.exhausted_round = round;
     ++num_exhausted_;
     ++round_.clients_exhausted;
@@ -52,10 +155,46 @@ bool EnergyLedger::charge(std::uint32_t client, std::uint32_t round, const Round
   return true;
 }
 
+bool EnergyLedger::charge(std::uint32_t client, std::uint32_t round, const RoundCost& cost, double idle_s,
+                          double at_s) {
+  assert(idle_s >= 0.0);
+  assert(totals_.at(client).exhausted_round < 0 && "an exhausted client was charged again");
+  EnergyBreakdown charged = cost.energy;
+  charged.idle_j = idle_s * population_.client(client).profile->idle_power_w();
+  ++totals_.at(client).rounds;
+  ++round_.clients_charged;
+  return add(client, round, charged, cost.total_j() + charged.idle_j, at_s);
+}
+
+RoundCost EnergyLedger::round_cost(std::uint32_t client, const RoundWork& work) {
+  if (radio_.empty()) {
+    RadioState idle;
+    return fedsim::round_cost(population_.client(client), work, idle);
+  }
+  return fedsim::round_cost(population_.client(client), work, radio_.at(client));
+}
+
+void EnergyLedger::charge_tails(std::uint32_t round, double now_s) {
+  for (std::uint32_t c = 0; c < radio_.size(); ++c) {
+    RadioState& s = radio_[c];
+    if (!std::isfinite(s.last_end_s) || exhausted(c)) continue;
+    const RadioModel& r = *population_.client(c).radio;
+    // Up to the close, or to the tail's end; charged_to_s lands exactly on
+    // now_s, so the next segment starts where this one ends.
+    const double end_s = std::min(now_s, s.last_end_s + r.tail_s());
+    if (!(end_s > s.charged_to_s)) continue;
+    const double segment_start_s = s.charged_to_s;
+    EnergyBreakdown tail;
+    tail.tail_j = r.tail_energy_j(segment_start_s - s.last_end_s, end_s - s.last_end_s);
+    s.charged_to_s = end_s;
+    add(c, round, tail, tail.tail_j, segment_start_s);
+  }
+}
+
 double EnergyLedger::battery_left_j(std::uint32_t client) const {
   const double battery = population_.client(client).battery_j;
   if (battery <= 0.0) return std::numeric_limits<double>::infinity();
-  return battery - totals_.at(client).total_j();
+  return battery - totals_.at(client).battery_draw_j();
 }
 
 double EnergyLedger::total_j() const {
@@ -82,7 +221,8 @@ std::string number(double x) {
 void EnergyLedger::write_client_csv(const std::string& path) const {
   std::ofstream out(path);
   if (!out) throw InputError(path + ": cannot open for writing (per-client energy CSV)");
-  out << "client,class,profile,rounds,compute_j,tx_j,rx_j,idle_j,total_j,battery_left_j,exhausted_round\n";
+  out << "client,class,profile,rounds,compute_j,tx_j,rx_j,idle_j,total_j,battery_left_j,exhausted_round,promotion_j,"
+         "tail_j,grid_j\n";
   for (std::uint32_t c = 0; c < totals_.size(); ++c) {
     const ClientEnergy& e = totals_[c];
     const ClientTraits& t = population_.client(c);
@@ -93,7 +233,7 @@ void EnergyLedger::write_client_csv(const std::string& path) const {
     if (t.battery_j > 0.0) out << number(battery_left_j(c));
     out << ',';
     if (e.exhausted_round >= 0) out << e.exhausted_round;
-    out << '\n';
+    out << ',' << number(e.energy.promotion_j) << ',' << number(e.energy.tail_j) << ',' << number(e.grid_j) << '\n';
   }
   if (!out) throw InputError(path + ": write failed (per-client energy CSV)");
 }

@@ -85,7 +85,7 @@ class FedBuff final : public RoundPolicy {
   void arrive(Server& s, const Flight& f) {
     s.state(f.client).in_flight = false;
     --in_flight_;
-    s.charge(f.client, ledger_round(), f.cost, 0.0);
+    s.charge(f.client, ledger_round(), f.cost, 0.0, f.start_s);
     m_.bytes_up += f.update.size();
     std::optional<ReceivedUpdate> got = s.receive(f, m_);
     s.record(f, ledger_round(), got.has_value());
@@ -103,11 +103,11 @@ class FedBuff final : public RoundPolicy {
     ++aggregations_;
     m_.round = aggregations_;
     m_.dropped_battery = s.num_exhausted() - exhausted_before_;
-    exhausted_before_ = s.num_exhausted();
     m_.round_time_s = s.now_s() - round_start_s_;
     round_start_s_ = s.now_s();
     buffer_.clear();
-    s.close_round(m_, aggregations_ == rounds_);
+    s.close_round(m_, aggregations_ == rounds_);  // adds clients exhausted by radio tails
+    exhausted_before_ = s.num_exhausted();
     m_ = RoundMetrics{};
   }
 

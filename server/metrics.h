@@ -31,6 +31,11 @@ struct RoundMetrics {
   std::uint64_t rejected = 0;  // messages the server received this round and rejected as corrupt
   std::uint64_t censored = 0;  // messages received this round that a censoring stage skipped (UpdateUp.skipped)
   std::vector<double> class_energy_j;  // per client class, appended as energy_j_<class>
+  // After the class columns: promotion_j, tail_j (in energy; part of energy_j)
+  // server_j (the server's own energy, server_energy:, not in energy_j) and
+  // grid_j (the part of energy_j spent while plugged in, not from batteries).
+  double server_j = 0.0;
+  double grid_j = 0.0;
 };
 
 class MetricsWriter {

@@ -16,6 +16,8 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kFractionTolerance = 1e-6;
 // Path tag that keeps the drop-out draw of (client, round) apart from its online draw.
 constexpr std::uint64_t kDropoutTag = 1;
+// Path tag that keeps a client's charging phase apart from its availability phase.
+constexpr std::uint64_t kChargingPhaseTag = 1;
 
 std::string scalar_text(const Config& config, const std::string& key) {
   const YAML::Node n = config.node()[key];
@@ -37,6 +39,13 @@ double positive_finite(const Config& c, const std::string& key, double fallback,
 
 Availability parse_availability(const Config& a) {
   Availability out;
+  if (a.has("while_charging")) {
+    if (a.keys().size() != 1)
+      a.fail("while_charging", "while_charging alone (no other availability keys)", "other keys beside it");
+    if (!a.get_bool("while_charging", false)) a.fail("while_charging", "true (or no while_charging key)", "false");
+    out.kind = Availability::Kind::kWhileCharging;
+    return out;
+  }
   const bool probability = a.has("online_probability");
   const bool periodic = a.has("period_s") || a.has("on_fraction") || a.has("phase");
   if (probability && periodic)
@@ -64,12 +73,78 @@ std::string supported_list(const DeviceProfile& p) {
 struct ClassSpec {
   ClientClass info;
   const DeviceProfile* profile = nullptr;
+  std::uint16_t fixed_level = 0;
   LinkSpec link;
+  std::unique_ptr<RadioModel> radio;
   double battery_j = 0.0;
   Availability availability;
+  ChargingSchedule charging;
+  bool charging_random_phase = false;
   double dropout_probability = 0.0;
   double data_weight = 1.0;
 };
+
+// `battery: {capacity_j, budget_fraction}`: the job's battery budget.
+double parse_battery(const Config& e) {
+  if (!e.has("battery")) {
+    e.get_string("battery", "");  // marks the key as read
+    return finite_at_least(e, "battery_j", 0.0, 0.0);
+  }
+  if (e.has("battery_j")) e.fail("battery", "either battery_j or battery: {capacity_j, budget_fraction}", "both");
+  const Config b = e.child("battery");
+  const double capacity = positive_finite(b, "capacity_j", 0.0, true);
+  const double fraction = b.get_double("budget_fraction", 1.0, 0.0, 1.0);
+  if (!(fraction > 0.0)) b.fail("budget_fraction", "a fraction in (0, 1]", "'0'");
+  return capacity * fraction;
+}
+
+// `charging: {period_s, plugged_fraction, phase}`.
+void parse_charging(const Config& e, ClassSpec& s) {
+  if (!e.has("charging")) {
+    e.get_string("charging", "");  // marks the key as read
+    return;
+  }
+  const Config c = e.child("charging");
+  s.charging.period_s = positive_finite(c, "period_s", 0.0, true);
+  s.charging.plugged_fraction = c.get_double("plugged_fraction", 0.0, 1.0);
+  s.charging_random_phase = c.get_choice("phase", "zero", {"random", "zero"}) == "random";
+}
+
+// `frequency`: max | energy_aware | a level's frequency in Hz.
+void parse_frequency(const Config& e, ClassSpec& s) {
+  s.info.frequency_where = e.where("frequency");
+  if (!e.has("frequency")) {
+    e.get_string("frequency", "max");  // marks the key as read
+    return;
+  }
+  const DeviceProfile& p = *s.profile;
+  std::string levels;
+  for (std::size_t i = 0; i < p.num_levels(); ++i)
+    if (p.level_hz(i) > 0.0) levels += ", " + std::to_string(static_cast<long long>(p.level_hz(i)));
+  const std::string expected = "max, energy_aware or a frequency (Hz) of profile '" + p.name() + "'" +
+                               (levels.empty() ? " (it has no DVFS levels)" : levels);
+  const YAML::Node n = e.node()["frequency"];
+  const std::string text = n.IsScalar() ? n.Scalar() : "a mapping or list";
+  if (text == "max" || text == "energy_aware") {
+    e.get_string("frequency");
+    if (text == "energy_aware" && p.num_levels() < 2) e.fail("frequency", expected, "'energy_aware'");
+    s.info.frequency = text == "max" ? FrequencyChoice::kMax : FrequencyChoice::kEnergyAware;
+    return;
+  }
+  double hz = 0.0;
+  try {
+    hz = e.get_double("frequency", -kInf, kInf);
+  } catch (const InputError&) {
+    e.fail("frequency", expected, "'" + text + "'");
+  }
+  for (std::size_t i = 0; i < p.num_levels(); ++i)
+    if (p.level_hz(i) > 0.0 && p.level_hz(i) == hz) {
+      s.info.frequency = FrequencyChoice::kFixed;
+      s.fixed_level = static_cast<std::uint16_t>(i);
+      return;
+    }
+  e.fail("frequency", expected, "'" + text + "'");
+}
 
 // One entry of `population:`.
 ClassSpec parse_class(const Config& e, const ProfileCatalog& catalog) {
@@ -82,9 +157,16 @@ ClassSpec parse_class(const Config& e, const ProfileCatalog& catalog) {
   if (!s.profile->supports(s.info.precision))
     e.fail("precision", "a precision supported by profile '" + s.profile->name() + "' (" + supported_list(*s.profile) + ")",
            "'" + std::string(precision_name(s.info.precision)) + "'" + (e.has("precision") ? "" : " (the default)"));
-  s.link = LinkSpec::parse(e.child("link"));
-  s.battery_j = finite_at_least(e, "battery_j", 0.0, 0.0);
+  parse_frequency(e, s);
+  const Config link = e.child("link");
+  s.link = LinkSpec::parse(link);
+  s.radio = make_radio_model(link);
+  s.info.radio = s.radio->name();
+  s.battery_j = parse_battery(e);
+  parse_charging(e, s);
   s.availability = parse_availability(e.child("availability"));
+  if (s.availability.kind == Availability::Kind::kWhileCharging && s.charging.period_s == 0.0)
+    e.fail("availability", "a charging: {period_s, plugged_fraction} schedule for while_charging", "no charging key");
   s.dropout_probability = e.get_double("dropout_probability", 0.0, 0.0, 1.0);
   s.data_weight = positive_finite(e, "data_weight", 1.0, false);
   e.finish();
@@ -99,6 +181,8 @@ std::vector<ClassSpec> parse_classes(const Config& root, const ProfileCatalog& c
     d.info.name = "default";
     d.info.profile = "server_cpu";
     d.profile = catalog.find("server_cpu");
+    d.radio = make_radio_model(Config());
+    d.info.radio = d.radio->name();
     root.get_string("population", "");  // mark read
     specs.push_back(std::move(d));
   } else {
@@ -156,6 +240,9 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
       t.class_index = k;
       t.profile = s.profile;
       t.precision = s.info.precision;
+      t.frequency = s.info.frequency;
+      t.fixed_level = s.fixed_level;
+      t.radio = s.radio.get();
       Rng link_rng = Rng::derive(seed, Stream::kLinks, {c});
       t.link = s.link.draw(link_rng);
       t.battery_j = s.battery_j;
@@ -164,10 +251,16 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
         Rng phase_rng = Rng::derive(seed, Stream::kPopulation, {c});
         t.phase_s = phase_rng.uniform() * s.availability.period_s;
       }
+      t.charging = s.charging;
+      if (s.charging_random_phase) {
+        Rng phase_rng = Rng::derive(seed, Stream::kPopulation, {c, kChargingPhaseTag});
+        t.charging_phase_s = phase_rng.uniform() * s.charging.period_s;
+      }
       t.dropout_probability = s.dropout_probability;
       t.data_weight = s.data_weight;
     }
     classes_.push_back(s.info);
+    radios_.push_back(std::move(s.radio));
     begin = end;
   }
 }
@@ -193,8 +286,18 @@ bool Population::is_online(std::uint32_t client, std::uint32_t round, double tim
       if (x < 0.0) x += a.period_s;
       return x < a.on_fraction * a.period_s;
     }
+    case Availability::Kind::kWhileCharging:
+      return is_charging(client, time_s);
   }
   return true;
+}
+
+bool Population::is_charging(std::uint32_t client, double time_s) const {
+  const ClientTraits& t = traits_.at(client);
+  if (t.charging.period_s <= 0.0) return false;
+  double x = std::fmod(time_s + t.charging_phase_s, t.charging.period_s);
+  if (x < 0.0) x += t.charging.period_s;
+  return x < t.charging.plugged_fraction * t.charging.period_s;
 }
 
 bool Population::drops_out(std::uint32_t client, std::uint32_t round) const {

@@ -8,10 +8,21 @@
 //     fraction             required, in [0, 1]; the fractions must sum to 1 (+-1e-6)
 //     profile              device profile name (built-in or under profiles:), default server_cpu
 //     precision            fp32 | int8 | int4 | int2, default fp32; the profile must support it
-//     link                 see server/link_model.h; omitted fields take the default link
-//     battery_j            >= 0, default 0 = unlimited
+//     frequency            max (default) | energy_aware | a frequency in Hz, one of the
+//                          profile's DVFS levels; energy_aware needs server policy deadline
+//     link                 see server/link_model.h; omitted fields take the default link;
+//                          its `radio:` map picks the radio model (server/radio_model.h)
+//     battery_j            >= 0, default 0 = unlimited: the battery energy the job may use
+//     battery              {capacity_j: C > 0, budget_fraction: f in (0, 1]} instead of
+//                          battery_j: the job may use f C of the battery (C = 49,284 J for
+//                          the Pixel 4 XL's 3700 mAh at 3.7 V)
+//     charging             {period_s: T, plugged_fraction: f, phase: random|zero}: plugged in
+//                          at t iff fmod(t + phase_s, T) < f T (a diurnal model: T = 86400);
+//                          energy spent while plugged in is grid energy, not battery energy
 //     availability         {} (always online, default) | {online_probability: p} |
-//                          {period_s: T, on_fraction: f, phase: random|zero}
+//                          {period_s: T, on_fraction: f, phase: random|zero} |
+//                          {while_charging: true}: eligible only while plugged in (the class
+//                          is then idle, charging and, with radio wifi, on WiFi); needs charging
 //     dropout_probability  in [0, 1], default 0: probability to drop out mid-round
 //     data_weight          > 0, default 1: relative local data size; a client keeps the
 //                          fraction w / w_max (rounded up) of its partition share
@@ -29,6 +40,7 @@
 // Randomness (all from the scenario seed, never from state):
 //   link of client c:           Rng::derive(seed, Stream::kLinks, {c})
 //   random phase of client c:   Rng::derive(seed, Stream::kPopulation, {c})
+//   its random charging phase:  Rng::derive(seed, Stream::kPopulation, {c, 1})
 //   online in round r:          Rng::derive(seed, Stream::kAvailability, {c, r}), Bernoulli(p)
 //   drop-out in round r:        Rng::derive(seed, Stream::kAvailability, {c, r, 1}), Bernoulli(q)
 // (with the async server policy, r counts the server's dispatches: one per
@@ -37,17 +49,19 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "clients/device_profile.h"
 #include "core/base/config.h"
 #include "server/link_model.h"
+#include "server/radio_model.h"
 
 namespace fedsim {
 
 struct Availability {
-  enum class Kind { kAlways, kProbability, kPeriodic } kind = Kind::kAlways;
+  enum class Kind { kAlways, kProbability, kPeriodic, kWhileCharging } kind = Kind::kAlways;
   double online_probability = 1.0;  // kProbability: online in a round with this probability
   // kPeriodic: online at time t iff fmod(t + phase_s, period_s) < on_fraction * period_s.
   double period_s = 0.0;
@@ -55,14 +69,26 @@ struct Availability {
   bool random_phase = false;  // phase: random -> phase_s uniform in [0, period_s) per client
 };
 
+// When a client is plugged in: at t iff fmod(t + phase_s, period_s) <
+// plugged_fraction * period_s. period_s == 0: never (no charging model).
+struct ChargingSchedule {
+  double period_s = 0.0;
+  double plugged_fraction = 0.0;
+};
+
 struct ClientTraits {
   std::size_t class_index = 0;
   const DeviceProfile* profile = nullptr;  // owned by the Population
   Precision precision = Precision::kFp32;
+  FrequencyChoice frequency = FrequencyChoice::kMax;
+  std::uint16_t fixed_level = 0;  // FrequencyChoice::kFixed: the profile's level
   Link link;
+  const RadioModel* radio = nullptr;  // owned by the Population (one per class)
   double battery_j = 0.0;  // 0 = unlimited
   Availability availability;
   double phase_s = 0.0;  // this client's phase in its periodic trace (0 unless phase: random)
+  ChargingSchedule charging;
+  double charging_phase_s = 0.0;  // its phase in the charging schedule (0 unless phase: random)
   double dropout_probability = 0.0;
   double data_weight = 1.0;
 };
@@ -72,6 +98,9 @@ struct ClientClass {
   double fraction = 1.0;
   std::string profile;
   Precision precision = Precision::kFp32;
+  FrequencyChoice frequency = FrequencyChoice::kMax;
+  std::string frequency_where;     // file:line: frequency, for errors found later (energy_aware without a deadline)
+  std::string radio;               // radio model name
   std::uint32_t first_client = 0;  // ids [first_client, end_client)
   std::uint32_t end_client = 0;
 };
@@ -101,9 +130,12 @@ class Population {
   bool is_online(std::uint32_t client, std::uint32_t round, double time_s) const;
   // Whether `client`, sampled in `round`, drops out before delivering its update.
   bool drops_out(std::uint32_t client, std::uint32_t round) const;
+  // Whether `client` is plugged in at virtual time `time_s` (charging schedule).
+  bool is_charging(std::uint32_t client, double time_s) const;
 
  private:
   ProfileCatalog catalog_;
+  std::vector<std::unique_ptr<RadioModel>> radios_;  // by class
   std::vector<ClientClass> classes_;
   std::vector<ClientTraits> traits_;
   std::uint64_t seed_;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstddef>
+#include <limits>
 #include <memory>
 
 #include "core/base/config.h"
@@ -52,6 +53,9 @@ class RoundPolicy {
   // Whether every client receives every broadcast (needed by a downlink with
   // memory, where all clients hold the same reference).
   virtual bool broadcasts_to_all() const = 0;
+  // The time a dispatched client has to deliver its update (clients with
+  // `frequency: energy_aware` aim for it); +infinity when the policy has none.
+  virtual double round_deadline_s() const { return std::numeric_limits<double>::infinity(); }
 };
 
 using RoundPolicyRegistry = Registry<RoundPolicy, const Config&, const PolicyInput&>;

@@ -10,6 +10,7 @@
 #include "core/base/errors.h"
 #include "server/algorithm.h"
 #include "server/client_pool.h"
+#include "server/round_policy.h"
 
 namespace fedsim {
 
@@ -31,6 +32,16 @@ Server::Server(const Scenario& scenario) : scenario_(scenario) {
       agg_settings);
   population_ = std::make_unique<Population>(scenario.root, scenario.num_clients, scenario.seed);
   ledger_ = std::make_unique<EnergyLedger>(*population_);
+  server_energy_ = ServerEnergyModel::parse(scenario.root);
+  payload_accounting_ =
+      scenario.root.child("accounting").get_choice("message_bits", "wire", {"wire", "payload"}) == "payload";
+  round_deadline_s_ = scenario.make_policy()->round_deadline_s();
+  for (std::size_t k = 0; k < population_->num_classes(); ++k) {
+    const ClientClass& cls = population_->client_class(k);
+    if (cls.frequency == FrequencyChoice::kEnergyAware && !std::isfinite(round_deadline_s_))
+      throw InputError(cls.frequency_where + ": expected a server policy with a round deadline (deadline) for "
+                       "frequency: energy_aware, found policy '" + scenario.policy_name + "'");
+  }
   // Every key of the file has now been read by its owner: the rest are typos.
   scenario.root.finish();
 
@@ -106,7 +117,8 @@ bool Server::may_return() const {
   for (std::uint32_t c = 0; c < clients_.size(); ++c) {
     const Availability& a = population_->client(c).availability;
     if (!ledger_->exhausted(c) && !(a.kind == Availability::Kind::kProbability && a.online_probability <= 0.0) &&
-        !(a.kind == Availability::Kind::kPeriodic && a.on_fraction <= 0.0))
+        !(a.kind == Availability::Kind::kPeriodic && a.on_fraction <= 0.0) &&
+        !(a.kind == Availability::Kind::kWhileCharging && population_->client(c).charging.plugged_fraction <= 0.0))
       return true;
   }
   return false;
@@ -114,17 +126,34 @@ bool Server::may_return() const {
 
 Broadcast Server::broadcast(std::uint32_t round) {
   BroadcastLink::Sent sent = downlink_->broadcast(round, version_, params_);
-  return Broadcast{sent.bytes.size(), std::move(sent.model)};
+  Broadcast b{sent.bytes.size(), sent.payload_bytes, std::move(sent.model)};
+  const std::uint64_t link_bytes = payload_accounting_ ? b.payload_bytes : b.bytes;
+  server_j_ += server_energy_.compute_j() + server_energy_.broadcast_j(8.0 * static_cast<double>(link_bytes));
+  return b;
+}
+
+std::uint64_t Server::link_bytes_up(const std::string& update) const {
+  if (!payload_accounting_) return update.size();
+  try {
+    return update_payload_bytes(update);
+  } catch (const DecodeError&) {
+    return update.size();  // not an UpdateUp: the receiver rejects it; it still crossed the link whole
+  }
 }
 
 std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector<std::uint32_t>& clients,
                                      const Broadcast& model, std::uint64_t* dropped) {
   std::vector<Flight> flights;
+  RoundWork work;
+  work.start_s = clock_.now_s();
+  work.server_s = server_energy_.compute_s();
+  work.bytes_down = payload_accounting_ ? model.payload_bytes : model.bytes;
+  work.deadline_s = round_deadline_s_;
   for (std::uint32_t c : clients) {
     if (population_->drops_out(c, plan.round)) {
       // Gone after receiving the model: it paid for the download only.
       ++*dropped;
-      charge(c, plan.ledger_round, round_cost(population_->client(c), model.bytes, 0.0, 0, 0.0).download_only(), 0.0);
+      charge(c, plan.ledger_round, ledger_->round_cost(c, work).download_only(), 0.0, work.start_s);
       continue;
     }
     Flight f;
@@ -149,7 +178,11 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
         [&](std::size_t i, double wall_s) {
           Flight& f = flights[i];
           model_math_s_ += wall_s;
-          f.cost = round_cost(population_->client(f.client), f.bytes_down, f.macs, f.update.size(), share_bps);
+          RoundWork w = work;
+          w.macs = f.macs;
+          w.bytes_up = link_bytes_up(f.update);
+          w.uplink_cap_bps = share_bps;
+          f.cost = ledger_->round_cost(f.client, w);
           f.arrive_s = f.start_s + f.cost.busy_s();
         });
   } catch (const ClientPool::JobFailed& e) {
@@ -216,7 +249,15 @@ void Server::close_round(RoundMetrics& m, bool last) {
     summary_.final_accuracy = e.accuracy;
     summary_.final_loss = e.loss;
   }
+  // Tails running up to the close may exhaust batteries: those clients left in this round too.
+  const std::size_t exhausted_before_tails = ledger_->num_exhausted();
+  ledger_->charge_tails(static_cast<std::uint32_t>(m.round), clock_.now_s());
+  m.dropped_battery += ledger_->num_exhausted() - exhausted_before_tails;
   RoundEnergy energy = ledger_->take_round();
+  m.grid_j = energy.grid_j;
+  m.server_j = server_j_;
+  server_j_ = 0.0;
+  summary_.server_energy_j += m.server_j;
   m.energy = energy.energy;
   m.class_energy_j = std::move(energy.class_j);
   m.sim_time_s = clock_.now_s();
@@ -227,8 +268,9 @@ void Server::close_round(RoundMetrics& m, bool last) {
   if (on_round_) on_round_(m);
 }
 
-void Server::charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s) {
-  ledger_->charge(client, ledger_round, cost, idle_s);
+void Server::charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s,
+                    double at_s) {
+  ledger_->charge(client, ledger_round, cost, idle_s, at_s);
 }
 
 void Server::record(const Flight& f, std::uint32_t round, bool aggregated) {

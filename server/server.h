@@ -42,6 +42,7 @@ struct RunSummary {
   std::uint64_t bytes_up = 0;
   std::uint64_t bytes_down = 0;
   double energy_j = 0.0;
+  double server_energy_j = 0.0;  // server_energy: model, not in energy_j
   double wall_s = 0.0;
   double model_math_s = 0.0;  // wall time inside local training + evaluation (summed over threads)
   std::size_t clients_exhausted = 0;
@@ -82,6 +83,7 @@ struct DispatchPlan {
 
 struct Broadcast {
   std::uint64_t bytes = 0;  // serialized ModelDown size
+  std::uint64_t payload_bytes = 0;  // its compressed payload alone
   arma::fvec model;         // what clients start from
 };
 
@@ -138,10 +140,13 @@ class Server {
   // The model version advances when anything was aggregated.
   void aggregate(std::vector<Accepted> accepted, RoundMetrics& m);
   // Closes a round at the current time: evaluates (every eval_every rounds
-  // and when `last`), takes the round's energy from the ledger, emits m.
+  // and when `last`), charges radio tails up to now (adding the clients they
+  // exhaust to m.dropped_battery), takes the round's energy from the ledger,
+  // emits m.
   void close_round(RoundMetrics& m, bool last);
 
-  void charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s);
+  // Charges a participation that started at at_s (its plug state decides grid or battery energy).
+  void charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s, double at_s);
   void record(const Flight& flight, std::uint32_t round, bool aggregated);
 
   void set_round_sink(std::function<void(const RoundMetrics&)> sink) { on_round_ = std::move(sink); }
@@ -156,6 +161,9 @@ class Server {
 
  private:
   void build_clients();
+  // Bytes the network model moves for a message: serialized, or the payload
+  // alone under `accounting: {message_bits: payload}`.
+  std::uint64_t link_bytes_up(const std::string& update) const;
 
   const Scenario& scenario_;
   DataSplit data_;
@@ -177,6 +185,10 @@ class Server {
   RunSummary summary_;
   std::function<void(const RoundMetrics&)> on_round_;
   double model_math_s_ = 0.0;
+  ServerEnergyModel server_energy_;
+  bool payload_accounting_ = false;
+  double round_deadline_s_ = 0.0;  // the policy's (energy-aware DVFS); +inf if none
+  double server_j_ = 0.0;          // server energy since the last close
 };
 
 }  // namespace fedsim

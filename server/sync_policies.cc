@@ -96,7 +96,7 @@ class SyncPolicy : public RoundPolicy {
     std::vector<Accepted> accepted;
     for (std::size_t i = 0; i < r.flights.size(); ++i) {
       const Flight& f = r.flights[i];
-      s.charge(f.client, r.number, f.cost, std::max(0.0, round_end - f.arrive_s));
+      s.charge(f.client, r.number, f.cost, std::max(0.0, round_end - f.arrive_s), f.start_s);
       s.state(f.client).busy_until_s = f.arrive_s;
       s.record(f, r.number, r.taken[i].has_value());
       r.m.bytes_up += f.update.size();
@@ -206,6 +206,7 @@ class Deadline final : public SyncPolicy {
       : SyncPolicy(in), deadline_s_(server.get_double("deadline_s", 0.0, 0.0, std::numeric_limits<double>::infinity())) {
     if (deadline_s_ <= 0.0) server.fail("deadline_s", "a deadline > 0 seconds for policy 'deadline'", "nothing");
   }
+  double round_deadline_s() const override { return deadline_s_; }
 
  private:
   void on_dispatched(Server& s, const SyncRound& r) override {

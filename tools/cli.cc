@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -14,9 +16,11 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "clients/device_profile.h"
+#include "server/radio_model.h"
 #include "core/compression/compressor.h"
 #include "core/data/data_source.h"
 #include "core/base/errors.h"
@@ -30,6 +34,10 @@
 #include "tools/bench_compress.h"
 #include "tools/bench_models.h"
 #include "tools/bench_server.h"
+#include "tools/process.h"
+#include "tools/study.h"
+#include "tools/sweep.h"
+#include "tools/tune.h"
 
 namespace fedsim {
 namespace {
@@ -37,71 +45,6 @@ namespace {
 constexpr int kOk = 0;
 constexpr int kInternal = 1;
 constexpr int kBadInput = 2;
-
-const char* const kUsage =
-    "usage:\n"
-    "  fedsim run SCENARIO [--out DIR] [--set key=value ...] [--quiet]\n"
-    "      run a scenario; --out writes DIR/metrics.csv, DIR/metrics.jsonl, DIR/clients.csv\n"
-    "  fedsim validate SCENARIO [--set key=value ...]\n"
-    "      check a scenario (schema, data files, profiles) without running it\n"
-    "  fedsim list\n"
-    "      models, data sources, partitions, algorithms, round policies, aggregators, device profiles,\n"
-    "      compression stages\n"
-    "  fedsim bench compress [--n N] [SCHEME ...]\n"
-    "      encode/decode throughput of every scheme on N floats (default 2^24), against memcpy\n"
-    "  fedsim bench server [--clients N] [--per-round R] [--rounds K]\n"
-    "      event-loop throughput and per-round overhead with many clients (default 10000/10000/5)\n"
-    "  fedsim bench models [--threads T] [--seconds S]\n"
-    "      local-training samples per second of the MLPs and (with LibTorch) the CNNs, T threads at once\n";
-
-// Command-line arguments after the subcommand: positionals, --set values and
-// the named options a subcommand accepts (each takes one value).
-struct Args {
-  std::vector<std::string> positional;
-  std::vector<std::string> overrides;
-  std::map<std::string, std::string> options;
-  bool quiet = false;
-};
-
-Args parse_args(int argc, char** argv, int first, const std::vector<std::string>& valued) {
-  Args a;
-  for (int i = first; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--quiet") {
-      a.quiet = true;
-    } else if (arg == "--set" || std::find(valued.begin(), valued.end(), arg) != valued.end()) {
-      if (i + 1 >= argc) throw InputError(arg + ": expected a value after it");
-      const std::string value = argv[++i];
-      if (arg == "--set")
-        a.overrides.push_back(value);
-      else
-        a.options[arg] = value;
-    } else if (arg.rfind("--set=", 0) == 0) {
-      a.overrides.push_back(arg.substr(6));
-    } else if (arg.size() > 1 && arg[0] == '-') {
-      throw InputError("unknown option '" + arg + "'");
-    } else {
-      a.positional.push_back(arg);
-    }
-  }
-  return a;
-}
-
-std::size_t parse_count(const Args& a, const std::string& option, std::size_t fallback, std::size_t min_value) {
-  const auto it = a.options.find(option);
-  if (it == a.options.end()) return fallback;
-  const std::string& text = it->second;
-  std::size_t used = 0;
-  unsigned long long v = 0;
-  try {
-    v = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty() || text[0] == '-' || v < min_value)
-    throw InputError(option + ": expected an integer >= " + std::to_string(min_value) + ", found '" + text + "'");
-  return static_cast<std::size_t>(v);
-}
 
 std::string human_bytes(double bytes) {
   // Up to EB: a uint64 byte count then stays within "18.4 EB".
@@ -203,10 +146,16 @@ void print_summary(std::ostream& out, const Scenario& sc, const Simulation& sim,
       << fixed(s.wall_s > 0 ? 100.0 * s.model_math_s / s.wall_s : 0.0, 0) << "% of it (summed over threads)\n";
 }
 
-int cmd_run(const Args& a) {
-  if (a.positional.size() != 1) throw InputError("run: expected exactly one scenario file");
-  Scenario sc = load_scenario(a.positional[0], a.overrides);
-  if (const auto it = a.options.find("--out"); it != a.options.end()) sc.output_dir = it->second;
+struct RunArgs {
+  std::string scenario;
+  std::string out;
+  std::vector<std::string> overrides;
+  bool quiet = false;
+};
+
+int cmd_run(const RunArgs& a) {
+  Scenario sc = load_scenario(a.scenario, a.overrides);
+  if (!a.out.empty()) sc.output_dir = a.out;
   Simulation sim(sc);
   std::unique_ptr<MetricsWriter> writer;
   if (!sc.output_dir.empty()) writer = std::make_unique<MetricsWriter>(sc.output_dir, sim.population().class_names());
@@ -222,14 +171,59 @@ int cmd_run(const Args& a) {
   return kOk;
 }
 
-int cmd_validate(const Args& a) {
-  if (a.positional.size() != 1) throw InputError("validate: expected exactly one scenario file");
-  const Scenario sc = load_scenario(a.positional[0], a.overrides);
+int cmd_validate(const RunArgs& a) {
+  const Scenario sc = load_scenario(a.scenario, a.overrides);
   const Simulation sim(sc);  // loads data and builds every component: all checks run
-  std::cout << a.positional[0] << ": ok (" << sc.num_clients << " clients in " << sim.population().num_classes()
+  std::cout << a.scenario << ": ok (" << sc.num_clients << " clients in " << sim.population().num_classes()
             << " class(es), " << sc.clients_per_round << " per round, " << sc.rounds << " rounds, "
             << sim.num_params() << " parameters, " << sim.data().train.size() << " training samples; uplink "
             << sc.uplink.describe() << ", downlink " << sc.downlink.describe() << ")\n";
+  return kOk;
+}
+
+struct StudyArgs {
+  std::string study;
+  std::string out;
+  std::vector<std::string> overrides;
+  std::size_t jobs = 0;  // 0 = the cores
+  bool quiet = false;
+  bool no_plots = false;
+};
+
+SweepOptions sweep_options(const StudyArgs& a, const Study& study, const char* kind) {
+  SweepOptions o;
+  o.out_dir = a.out.empty() ? "out/" + std::string(kind) + "/" + study.name : a.out;
+  o.jobs = a.jobs ? a.jobs : std::max(1u, std::thread::hardware_concurrency());
+  o.fedsim_exe = self_executable();
+  o.progress = !a.quiet && isatty(STDERR_FILENO);
+  o.plots = !a.no_plots;
+  return o;
+}
+
+int cmd_sweep(const StudyArgs& a) {
+  const Study study = load_study(a.study, a.overrides);
+  if (study.root.has("tune")) parse_tune(study);  // checks the section's keys
+  validate_study(study);  // every configuration builds before any run starts
+  const SweepOptions o = sweep_options(a, study, "studies");
+  StudyLock lock(o.out_dir);
+  const SweepCounts counts = execute_jobs(study_jobs(study), o, study.name);
+  if (!a.quiet)
+    std::cout << study.name << ": " << counts.total << " runs (" << study.configs.size() << " configurations x "
+            << study.seeds.size() << " seeds), " << counts.already_done << " already done, " << counts.executed
+            << " run now; results in " << o.out_dir << "\n";
+  std::ostringstream table;
+  summarize_study(study, o, a.quiet ? table : std::cout);
+  return kOk;
+}
+
+int cmd_tune(const StudyArgs& a) {
+  const Study study = load_study(a.study, a.overrides);
+  const TuneSpec spec = parse_tune(study);
+  validate_study(study);
+  const SweepOptions o = sweep_options(a, study, "tune");
+  StudyLock lock(o.out_dir);
+  std::ostringstream quiet;
+  run_tune(study, spec, o, a.quiet ? quiet : std::cout);
   return kOk;
 }
 
@@ -249,6 +243,7 @@ int cmd_list() {
   list_registry(out, "round policies (server.policy)", RoundPolicyRegistry::instance());
   list_registry(out, "aggregators (aggregator.name)", AggregatorRegistry::instance());
   list_registry(out, "device profiles (population[].profile)", DeviceProfileRegistry::instance());
+  list_registry(out, "radio models (population[].link.radio.model)", RadioModelRegistry::instance());
   out << "compression stages (uplink / downlink lists):\n";
   for (const auto& [name, entry] : StageRegistry::instance().entries()) {
     const char* kind = entry.meta == StageKind::kTransform ? "transform"
@@ -260,59 +255,124 @@ int cmd_list() {
   return kOk;
 }
 
-int cmd_bench(const Args& a) {
-  if (a.positional.empty()) throw InputError("bench: expected 'compress', 'server' or 'models'");
-  const std::string what = a.positional[0];
-  if (what == "compress") {
-    const std::size_t n = parse_count(a, "--n", std::size_t{1} << 24, 1024);
-    return run_compress_bench(std::cout, n, std::vector<std::string>(a.positional.begin() + 1, a.positional.end()));
-  }
-  if (what == "server") {
-    if (a.positional.size() != 1) throw InputError("bench server: unexpected argument '" + a.positional[1] + "'");
-    ServerBenchSettings s;
-    s.clients = parse_count(a, "--clients", s.clients, 1);
-    s.per_round = parse_count(a, "--per-round", std::min(s.per_round, s.clients), 1);
-    s.rounds = parse_count(a, "--rounds", s.rounds, 1);
-    if (s.per_round > s.clients)
-      throw InputError("--per-round: expected at most --clients (" + std::to_string(s.clients) + "), found " +
-                       std::to_string(s.per_round));
-    return run_server_bench(std::cout, s);
-  }
-  if (what == "models") {
-    if (a.positional.size() != 1) throw InputError("bench models: unexpected argument '" + a.positional[1] + "'");
-    ModelBenchSettings s;
-    s.threads = parse_count(a, "--threads", s.threads, 1);
-    s.seconds = static_cast<double>(parse_count(a, "--seconds", 3, 1));
-    return run_model_bench(std::cout, s);
-  }
-  throw InputError("bench: unknown benchmark '" + what + "', expected 'compress', 'server' or 'models'");
+}  // namespace
+
+namespace {
+
+// --set, repeatable, one key=value per occurrence.
+void add_overrides(CLI::App* cmd, std::vector<std::string>& overrides) {
+  cmd->add_option("--set", overrides, "override a scenario key: key.path=value (value in YAML; repeatable)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
+void add_study_options(CLI::App* cmd, StudyArgs& a, const char* default_out) {
+  cmd->add_option("study", a.study, "study file (see scenarios/studies/)")->required();
+  cmd->add_option("--out", a.out, std::string("output folder (default ") + default_out + "/<study name>)");
+  cmd->add_option("--jobs", a.jobs, "runs in parallel (default: the cores)")->check(CLI::Range(1, 4096));
+  add_overrides(cmd, a.overrides);
+  cmd->add_flag("--quiet", a.quiet, "no progress bar and no table");
+  cmd->add_flag("--no-plots", a.no_plots, "skip figures and report.html (CSV files only)");
 }
 
 }  // namespace
 
 int cli_main(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
-      std::strcmp(argv[1], "help") == 0) {
-    (argc < 2 ? std::cerr : std::cout) << kUsage;
-    return argc < 2 ? kBadInput : kOk;
-  }
-  const std::string command = argv[1];
-  try {
-    if (command == "run") return cmd_run(parse_args(argc, argv, 2, {"--out"}));
-    if (command == "validate") return cmd_validate(parse_args(argc, argv, 2, {}));
-    if (command == "list") {
-      const Args a = parse_args(argc, argv, 2, {});
-      if (!a.positional.empty()) throw InputError("list: unexpected argument '" + a.positional[0] + "'");
-      return cmd_list();
-    }
-    if (command == "bench") return cmd_bench(parse_args(argc, argv, 2, {"--n", "--clients", "--per-round", "--rounds", "--threads", "--seconds"}));
-    std::cerr << "fedsim: unknown command '" << command << "'\n" << kUsage;
+  CLI::App app{"fedsim " FEDSIM_VERSION ": a federated-learning simulator for communication-efficient training",
+               "fedsim"};
+  app.set_version_flag("--version", "fedsim " FEDSIM_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough(false);
+
+  RunArgs run_args;
+  CLI::App* run = app.add_subcommand("run", "run a scenario; --out writes DIR/metrics.csv, metrics.jsonl, clients.csv");
+  run->add_option("scenario", run_args.scenario, "scenario file")->required();
+  run->add_option("--out", run_args.out, "output folder (default: the scenario's output.dir)");
+  add_overrides(run, run_args.overrides);
+  run->add_flag("--quiet", run_args.quiet, "no progress bar and no summary");
+
+  RunArgs validate_args;
+  CLI::App* validate =
+      app.add_subcommand("validate", "check a scenario (schema, data files, profiles) without running it");
+  validate->add_option("scenario", validate_args.scenario, "scenario file")->required();
+  add_overrides(validate, validate_args.overrides);
+
+  CLI::App* list = app.add_subcommand(
+      "list", "models, data sources, partitions, algorithms, round policies, aggregators, device profiles, stages");
+
+  StudyArgs sweep_args;
+  CLI::App* sweep = app.add_subcommand(
+      "sweep", "run a study (configurations x seeds) in parallel, resumably; write runs.csv, summary.csv, plots/, "
+               "report.html");
+  add_study_options(sweep, sweep_args, "out/studies");
+
+  StudyArgs tune_args;
+  CLI::App* tune = app.add_subcommand(
+      "tune", "search a study's `tune:` space for the setting that minimises a metric under constraints "
+              "(successive halving)");
+  add_study_options(tune, tune_args, "out/tune");
+
+  CLI::App* bench = app.add_subcommand("bench", "benchmarks");
+  bench->require_subcommand(1);
+  std::size_t compress_n = std::size_t{1} << 24;
+  std::vector<std::string> schemes;
+  CLI::App* compress =
+      bench->add_subcommand("compress", "encode/decode throughput of every scheme on N floats, against memcpy");
+  compress->add_option("--n", compress_n, "floats per vector (default 2^24)")->check(CLI::Range(1024ull, 1ull << 34));
+  compress->add_option("schemes", schemes, "schemes to measure (default: all)");
+  ServerBenchSettings server_settings;
+  CLI::App* server = bench->add_subcommand("server", "event-loop throughput and per-round overhead with many clients");
+  server->add_option("--clients", server_settings.clients, "registered clients")->check(CLI::Range(1ull, 1ull << 40));
+  server->add_option("--per-round", server_settings.per_round, "clients per round")->check(CLI::Range(1ull, 1ull << 40));
+  server->add_option("--rounds", server_settings.rounds, "rounds")->check(CLI::Range(1ull, 1ull << 40));
+  ModelBenchSettings model_settings;
+  CLI::App* models = bench->add_subcommand(
+      "models", "local-training samples per second of the MLPs and (with LibTorch) the CNNs, T threads at once");
+  models->add_option("--threads", model_settings.threads, "concurrent trainers")->check(CLI::Range(1ull, 1024ull));
+  models->add_option("--seconds", model_settings.seconds, "seconds per model")->check(CLI::Range(0.1, 3600.0));
+
+  if (argc < 2) {
+    std::cerr << app.help();
     return kBadInput;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    const auto known = app.get_subcommands([&](CLI::App* c) { return argc >= 2 && c->get_name() == argv[1]; });
+    if (argc >= 2 && argv[1][0] != '-' && known.empty())
+      std::cerr << "fedsim: unknown command '" << argv[1] << "'\n";
+    else
+      std::cerr << "fedsim: error: " << e.what() << "\n";
+    std::cerr << "run 'fedsim --help' (or 'fedsim SUBCOMMAND --help') for usage\n";
+    return kBadInput;
+  }
+  try {
+    if (*run) return cmd_run(run_args);
+    if (*validate) return cmd_validate(validate_args);
+    if (*list) return cmd_list();
+    if (*sweep) return cmd_sweep(sweep_args);
+    if (*tune) return cmd_tune(tune_args);
+    if (*compress) return run_compress_bench(std::cout, compress_n, schemes);
+    if (*server) {
+      if (!server->count("--per-round")) server_settings.per_round = std::min(server_settings.per_round, server_settings.clients);
+      if (server_settings.per_round > server_settings.clients)
+        throw InputError("--per-round: expected at most --clients (" + std::to_string(server_settings.clients) +
+                         "), found " + std::to_string(server_settings.per_round));
+      return run_server_bench(std::cout, server_settings);
+    }
+    if (*models) return run_model_bench(std::cout, model_settings);
+    return kInternal;
   } catch (const InputError& e) {
     std::cerr << "fedsim: error: " << e.what() << "\n";
     return kBadInput;
   } catch (const std::exception& e) {
-    std::cerr << "fedsim: internal error: " << e.what() << "\n";
+    std::cerr << "fedsim: error: " << e.what() << "\n";
     return kInternal;
   }
 }

@@ -1,4 +1,4 @@
-// The `fedsim` command line: run, validate, list, bench.
+// The `fedsim` command line: run, validate, list, sweep, tune, bench (CLI11).
 #pragma once
 
 namespace fedsim {

@@ -5,6 +5,7 @@ packages=(
   build-essential cmake pkg-config
   libboost1.81-dev libprotobuf-dev protobuf-compiler libzstd-dev zlib1g-dev
   libarmadillo-dev libopenblas0-pthread libyaml-cpp-dev libgtest-dev libbenchmark-dev
+  libcli11-dev python3-matplotlib chromium
   libtorch-dev
   clang libclang-rt-14-dev qemu-user
   dataset-fashion-mnist

@@ -382,20 +382,40 @@ void Config::apply_override(YAML::Node root, const std::string& assignment) {
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
+  // A part that names an item of a list is its index: population.1.battery_j.
+  auto list_item = [&](const YAML::Node& list, const std::string& part) {
+    const bool digits = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits || part.size() > 9)
+      throw InputError("--set " + assignment + ": '" + part + "': expected a list index (0, 1, ...), the value there is a list");
+    const std::size_t index = std::stoul(part);
+    if (index >= list.size())
+      throw InputError("--set " + assignment + ": index " + part + " out of range (the list has " +
+                       std::to_string(list.size()) + " item(s))");
+    return index;
+  };
   // yaml-cpp nodes are handles: walk down by reassigning copies.
   std::vector<YAML::Node> chain{root};
   for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
-    YAML::Node next = chain.back()[parts[i]];
-    if (!next.IsDefined() || next.IsNull()) {
-      YAML::Node created(YAML::NodeType::Map);
-      tag_as_override(created, assignment);
-      chain.back()[parts[i]] = created;
+    YAML::Node next;
+    if (chain.back().IsSequence()) {
+      next = chain.back()[list_item(chain.back(), parts[i])];
+    } else {
       next = chain.back()[parts[i]];
+      if (!next.IsDefined() || next.IsNull()) {
+        YAML::Node created(YAML::NodeType::Map);
+        tag_as_override(created, assignment);
+        chain.back()[parts[i]] = created;
+        next = chain.back()[parts[i]];
+      }
     }
-    if (!next.IsMap()) throw InputError("--set " + assignment + ": '" + parts[i] + "' is not a mapping");
+    if (!next.IsMap() && !next.IsSequence())
+      throw InputError("--set " + assignment + ": '" + parts[i] + "' is not a mapping or a list");
     chain.push_back(next);
   }
-  chain.back()[parts.back()] = value;
+  if (chain.back().IsSequence())
+    chain.back()[list_item(chain.back(), parts.back())] = value;
+  else
+    chain.back()[parts.back()] = value;
 }
 
 }  // namespace fedsim

@@ -59,6 +59,10 @@ class Config {
   std::vector<Config> elements() const;                         // this node's sequence items
   std::vector<std::string> keys() const;                        // this map's keys, in file order
 
+  // The value of `key` as it is (any YAML; Undefined if absent), marked read;
+  // checking what is inside is the caller's job (study overrides, say).
+  YAML::Node raw(const std::string& key) const { return value(key); }
+
   // This node as a scalar (for sequence elements).
   std::string as_string() const;
   double as_double(double min, double max) const;

@@ -39,6 +39,12 @@ std::string CodecLink::send_update(UpdateHeader header, std::span<const float> u
   return bytes;
 }
 
+std::uint64_t update_payload_bytes(std::string_view bytes) {
+  wire::UpdateUp up;
+  if (!up.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) throw DecodeError("UpdateUp does not parse");
+  return up.payload().size();
+}
+
 ReceivedUpdate CodecLink::receive_update(std::string_view bytes) {
   wire::UpdateUp up;
   if (!up.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
@@ -92,6 +98,7 @@ BroadcastLink::Sent BroadcastLink::broadcast(std::uint32_t round, std::uint64_t 
   }
   down.set_payload(payload.data(), payload.size());
   Sent sent;
+  sent.payload_bytes = payload.size();
   down.SerializeToString(&sent.bytes);
 
   // The client end.

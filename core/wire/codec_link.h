@@ -89,6 +89,11 @@ class CodecLink {
   std::unique_ptr<Compressor> decoder_;
 };
 
+// The size of an UpdateUp's payload field (the compressed update alone, no
+// framing), for network accounting by payload. Throws DecodeError if `bytes`
+// do not parse.
+std::uint64_t update_payload_bytes(std::string_view bytes);
+
 // The downlink: the server broadcasts the model (plain float32), or its
 // compressed difference from a reference every client holds (compression
 // with memory, as in Artemis / MCM). Every client's downlink end holds the
@@ -100,6 +105,7 @@ class BroadcastLink {
 
   struct Sent {
     std::string bytes;   // serialized ModelDown
+    std::uint64_t payload_bytes = 0;  // its payload field alone (the compressed model)
     arma::fvec model;    // the model a client decodes from it
   };
   // Server end encodes `params` for `round` (ModelDown.model_version =

@@ -13,8 +13,9 @@ namespace fedsim {
 namespace {
 
 TEST(ClientState, FixedSizesMatchTheTable) {
-  EXPECT_EQ(sizeof(ClientTraits), 136u);
-  EXPECT_EQ(sizeof(ClientEnergy), 48u);
+  EXPECT_EQ(sizeof(ClientTraits), 168u);
+  EXPECT_EQ(sizeof(ClientEnergy), 72u);
+  EXPECT_EQ(sizeof(RadioState), 16u);
   EXPECT_EQ(sizeof(ClientState), 16u);
   EXPECT_EQ(sizeof(SimClient), 40u);
   EXPECT_EQ(sizeof(CodecLink), 32u);

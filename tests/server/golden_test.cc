@@ -105,6 +105,7 @@ std::vector<GoldenCase> golden_cases() {
   for (const fs::path& dir : {root / "scenarios", root / "tests/golden/scenarios"}) {
     for (const auto& entry : fs::recursive_directory_iterator(dir)) {
       if (entry.path().extension() != ".yaml") continue;
+      if (entry.path().parent_path().filename() == "studies") continue;  // study files, not scenarios
       std::string name = fs::relative(entry.path(), dir).replace_extension("").string();
       std::replace(name.begin(), name.end(), '/', '_');
       if (dir.filename() == "scenarios" && dir.parent_path().filename() == "golden") name = "extra_" + name;

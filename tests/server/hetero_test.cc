@@ -80,7 +80,8 @@ TEST(DeviceProfile, UserTableGivesTimeAndEnergyPerMac) {
 
 TEST(DeviceProfile, BuiltinsRegisteredWithDocumentedPrecisions) {
   const ProfileCatalog catalog;
-  EXPECT_EQ(catalog.names(), (std::vector<std::string>{"edge_fpga", "edge_gpu", "phone_cpu", "phone_gpu", "server_cpu"}));
+  EXPECT_EQ(catalog.names(), (std::vector<std::string>{"edge_fpga", "edge_gpu", "phone_cpu", "phone_gpu", "pixel4xl_cpu",
+                                                      "server_cpu"}));
   auto supported = [&](const std::string& name) {
     std::string out;
     for (Precision p : kAllPrecisions)
@@ -92,6 +93,7 @@ TEST(DeviceProfile, BuiltinsRegisteredWithDocumentedPrecisions) {
   EXPECT_EQ(supported("edge_gpu"), "fp32 int8 ");
   EXPECT_EQ(supported("edge_fpga"), "int8 int4 int2 ");
   EXPECT_EQ(supported("server_cpu"), "fp32 int8 int4 int2 ");
+  EXPECT_EQ(supported("pixel4xl_cpu"), "fp32 int8 int4 int2 ");
   for (const std::string& name : catalog.names()) {
     const DeviceProfile& p = *catalog.find(name);
     EXPECT_GE(p.idle_power_w(), 0.0) << name;
@@ -250,9 +252,10 @@ TEST(EnergyLedger, ClientCsvHasOneExactRowPerClient) {
   std::stringstream text;
   text << in.rdbuf();
   EXPECT_EQ(text.str(),
-            "client,class,profile,rounds,compute_j,tx_j,rx_j,idle_j,total_j,battery_left_j,exhausted_round\n"
-            "0,a,slow,2,0.25,0.125,0.0625,0,0.4375,-0.1875,1\n"
-            "1,b,slow,1,0.125,0.0625,0.03125,0.75,0.96875,,\n");
+            "client,class,profile,rounds,compute_j,tx_j,rx_j,idle_j,total_j,battery_left_j,exhausted_round,"
+            "promotion_j,tail_j,grid_j\n"
+            "0,a,slow,2,0.25,0.125,0.0625,0,0.4375,-0.1875,1,0,0,0\n"
+            "1,b,slow,1,0.125,0.0625,0.03125,0.75,0.96875,,,0,0,0\n");
 }
 
 // ---------------------------------------------------------------------------
@@ -529,7 +532,7 @@ TEST(HeteroErrors, UnknownProfile) {
     profile: tpu
 )"),
             "t.yaml:4: population[0].profile: expected a device profile (one of: edge_fpga, edge_gpu, phone_cpu, "
-            "phone_gpu, server_cpu), found 'tpu'");
+            "phone_gpu, pixel4xl_cpu, server_cpu), found 'tpu'");
 }
 
 TEST(HeteroErrors, FractionsNotSummingToOne) {
@@ -628,6 +631,71 @@ TEST(HeteroErrors, BadUserProfiles) {
     idle_watts: 1
 )"),
             "t.yaml:5: profiles.mine.idle_watts: unknown key (not part of the schema; see the README's scenario table)");
+}
+
+}  // namespace
+}  // namespace fedsim
+
+// ---------------------------------------------------------------------------
+// Charging and batteries
+
+namespace fedsim {
+namespace {
+
+// Budget 0.1 * 100 J = 10 J; plugged in for the first 50 s of every 100 s.
+const char* kCharging = R"(population:
+  - name: p
+    fraction: 1
+    battery: {capacity_j: 100, budget_fraction: 0.1}
+    charging: {period_s: 100, plugged_fraction: 0.5}
+    availability: {while_charging: true}
+)";
+
+RoundCost compute_only(double joules) {
+  RoundCost c;
+  c.energy.compute_j = joules;
+  return c;
+}
+
+TEST(Charging, EnergyDrawnWhilePluggedInIsGridEnergyNotBattery) {
+  const Population pop = make_population(kCharging, 1);
+  EXPECT_DOUBLE_EQ(pop.client(0).battery_j, 10.0);
+  EnergyLedger ledger(pop);
+  EXPECT_TRUE(ledger.charge(0, 1, compute_only(4.0), 0.0, 10.0));  // plugged in (10 < 50)
+  EXPECT_DOUBLE_EQ(ledger.client(0).grid_j, 4.0);
+  EXPECT_DOUBLE_EQ(ledger.battery_left_j(0), 10.0);  // nothing from the battery
+  EXPECT_TRUE(ledger.charge(0, 2, compute_only(4.0), 0.0, 60.0));  // unplugged (60 >= 50)
+  EXPECT_DOUBLE_EQ(ledger.battery_left_j(0), 6.0);
+  EXPECT_TRUE(ledger.charge(0, 3, compute_only(40.0), 0.0, 120.0));  // plugged again (120 mod 100 = 20)
+  EXPECT_DOUBLE_EQ(ledger.battery_left_j(0), 6.0);
+  EXPECT_FALSE(ledger.charge(0, 4, compute_only(6.0), 0.0, 170.0));  // 10 J from the battery: exhausted
+  EXPECT_EQ(ledger.client(0).exhausted_round, 4);
+  EXPECT_DOUBLE_EQ(ledger.client(0).total_j(), 54.0);
+  EXPECT_DOUBLE_EQ(ledger.client(0).grid_j, 44.0);
+  const RoundEnergy r = ledger.take_round();
+  EXPECT_DOUBLE_EQ(r.grid_j, 44.0);
+}
+
+TEST(Charging, WhileChargingClientsAreOnlineOnlyWhilePluggedIn) {
+  const Population pop = make_population(kCharging, 1);
+  EXPECT_TRUE(pop.is_online(0, 1, 0.0));
+  EXPECT_TRUE(pop.is_online(0, 1, 49.9));
+  EXPECT_FALSE(pop.is_online(0, 1, 50.0));
+  EXPECT_FALSE(pop.is_online(0, 1, 99.9));
+  EXPECT_TRUE(pop.is_online(0, 2, 100.0));
+}
+
+TEST(Charging, KeysAreChecked) {
+  EXPECT_EQ(error_of("population:\n  - {name: a, fraction: 1, availability: {while_charging: true}}\n"),
+            "t.yaml:2: population[0].availability: expected a charging: {period_s, plugged_fraction} schedule for "
+            "while_charging, found no charging key");
+  EXPECT_EQ(error_of("population:\n  - {name: a, fraction: 1, battery_j: 5, battery: {capacity_j: 9}}\n"),
+            "t.yaml:2: population[0].battery: expected either battery_j or battery: {capacity_j, budget_fraction}, "
+            "found both");
+  EXPECT_EQ(error_of("population:\n  - {name: a, fraction: 1, battery: {capacity_j: 9, budget_fraction: 0}}\n"),
+            "t.yaml:2: population[0].battery.budget_fraction: expected a fraction in (0, 1], found '0'");
+  EXPECT_EQ(error_of("population:\n  - {name: a, fraction: 1, charging: {period_s: 0, plugged_fraction: 0.5}}\n"),
+            "t.yaml:2: population[0].charging.period_s: expected a finite number > 0, found '0'");
 }
 
 }  // namespace

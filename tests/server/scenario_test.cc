@@ -149,6 +149,21 @@ TEST(ScenarioErrors, QuantizerAfterCoderIsRejected) {
   EXPECT_EQ(error_of(std::string(kGood) + "uplink: [zstd]\n"), "");  // around float32
 }
 
+TEST(Scenario, OverridesReachListItemsByIndex) {
+  const std::string two_classes = std::string(kGood) +
+                                  "population:\n  - {name: a, fraction: 0.5, profile: phone_cpu}\n"
+                                  "  - {name: b, fraction: 0.5, profile: edge_fpga, precision: int8}\n";
+  const Scenario s = parse_scenario(two_classes, "p.yaml", {"population.1.precision=int4", "uplink=[{qsgd: {levels: 3}}, zstd]",
+                                                            "uplink.0={qsgd: {levels: 7}}"});
+  EXPECT_EQ(s.root.children("population")[1].get_string("precision"), "int4");
+  EXPECT_EQ(s.uplink.describe(),
+            PipelineSpec::parse(Config::parse_string("u: [{qsgd: {levels: 7}}, zstd]"), "u").describe());
+  EXPECT_EQ(error_of(two_classes, {"population.2.precision=int4"}),
+            "--set population.2.precision=int4: index 2 out of range (the list has 2 item(s))");
+  EXPECT_EQ(error_of(two_classes, {"population.b.precision=int4"}),
+            "--set population.b.precision=int4: 'b': expected a list index (0, 1, ...), the value there is a list");
+}
+
 TEST(ScenarioErrors, OverrideErrorsNameTheOptionNotALine) {
   const std::string unknown = ": unknown key (not part of the schema; see the README's scenario table)";
   EXPECT_EQ(error_of(kGood, {"foo.bar=1"}), "--set foo.bar=1: foo" + unknown);
