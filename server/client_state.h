@@ -5,10 +5,10 @@
 //
 // | owner (file)                          | what                                              | bytes per client            |
 // |---------------------------------------|---------------------------------------------------|-----------------------------|
-// | Population (server/population.h)      | ClientTraits: class, profile, precision, DVFS      | 168                         |
-// |                                       |   choice, drawn link, radio model, battery,       |                             |
-// |                                       |   availability, phase, charging schedule and      |                             |
-// |                                       |   phase, drop-out, data weight                    |                             |
+// | Population (server/population.h)      | ClientTraits: class, profile, precision, DVFS      | 176                         |
+// |                                       |   choice, drawn link, radio model, link faults,   |                             |
+// |                                       |   battery, availability, phase, charging schedule |                             |
+// |                                       |   and phase, drop-out, data weight                |                             |
 // | EnergyLedger (server/energy.h)        | ClientEnergy: energy by component, grid part,      | 72                          |
 // |                                       |   rounds, exhausted round                         |                             |
 // |                                       | RadioState: end of the last message, tail charged | 16, only when some class's  |

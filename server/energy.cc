@@ -10,6 +10,7 @@
 
 #include "core/base/errors.h"
 #include "server/link_model.h"
+#include "server/network_faults.h"
 #include "server/radio_model.h"
 
 namespace fedsim {
@@ -22,18 +23,46 @@ struct Message {
   Promotion promotion;
   double transfer_j = 0.0;
   double tail_before_j = 0.0;  // the previous message's tail, up to this one's start
+  bool lost = false;  // given up (network faults)
+};
+
+// A faulty link's part of a message: its seed and where the client is in its trace.
+struct Faults {
+  const LinkFaults* f = nullptr;  // null: a faultless link
+  std::uint64_t seed = 0;
+  std::uint32_t client = 0;
+  std::uint32_t round = 0;
+  double cap_bps = 0.0;  // the server's share on the uplink (0 = none)
 };
 
 Message send(const RadioModel& r, const Link& link, RadioState& radio, double t, std::uint64_t bytes, double bps,
-             Direction d) {
+             Direction d, const Faults& faults = {}) {
   Message m;
   if (bytes == 0) return m;
   const double since_last_s = t - radio.last_end_s;  // +inf when the radio never sent
   if (std::isfinite(radio.last_end_s) && r.tail_s() > 0.0)
     m.tail_before_j = r.tail_energy_j(radio.charged_to_s - radio.last_end_s, since_last_s);
   m.promotion = r.promotion(since_last_s);
-  m.time_s = transfer_time_s(bytes, bps, link.latency_s) + m.promotion.delay_s;
-  m.transfer_j = r.transfer_energy_j(8.0 * static_cast<double>(bytes), bps, d, link);
+  if (faults.f == nullptr) {
+    m.time_s = transfer_time_s(bytes, bps, link.latency_s) + m.promotion.delay_s;
+    m.transfer_j = r.transfer_energy_j(8.0 * static_cast<double>(bytes), bps, d, link);
+  } else {
+    const LinkFaults& f = *faults.f;
+    const bool up = d == Direction::kUp;
+    const BandwidthTrace* trace = (up ? f.uplink_trace : f.downlink_trace).get();
+    double phase_s = 0.0;
+    if (trace != nullptr && f.random_trace_phase)
+      phase_s = Rng::derive(faults.seed, Stream::kNetwork, {faults.client}).uniform() * trace->period_s();
+    Rng rng = Rng::derive(faults.seed, Stream::kNetwork, {faults.client, faults.round, up ? 1u : 0u});
+    const double start = t + m.promotion.delay_s;
+    const FaultyTransfer x =
+        faulty_transfer(f, bytes, start, bps, trace, phase_s, up ? faults.cap_bps : 0.0, link.latency_s, rng);
+    m.time_s = x.time_s + m.promotion.delay_s;
+    m.lost = x.lost;
+    // Energy at the transfer's average rate (on a trace, a state-machine radio's active power is per second).
+    const double bits = 8.0 * static_cast<double>(x.bytes_sent);
+    m.transfer_j = r.transfer_energy_j(bits, x.data_s > 0.0 ? bits / x.data_s : bps, d, link);
+  }
   radio.last_end_s = t + m.time_s;
   radio.charged_to_s = radio.last_end_s;
   return m;
@@ -47,13 +76,22 @@ RoundCost cost_at_level(const ClientTraits& client, const RoundWork& work, Radio
   RoundCost c;
   c.server_s = work.server_s;
   c.level = level;
-  const Message down = send(r, link, radio, work.start_s + c.server_s, work.bytes_down, link.downlink_bps, Direction::kDown);
+  const Faults faults{client.faults, work.network_seed, work.client, work.round, work.uplink_cap_bps};
+  const Message down =
+      send(r, link, radio, work.start_s + c.server_s, work.bytes_down, link.downlink_bps, Direction::kDown, faults);
   c.down_s = down.time_s;
+  c.energy.rx_j = down.transfer_j;
+  c.energy.promotion_j = down.promotion.energy_j;
+  c.energy.tail_j = down.tail_before_j;
+  if (down.lost) {
+    c.lost_down = true;  // no model: nothing computed, nothing sent
+    return c;
+  }
   c.compute_s = client.profile->compute_time_s(work.macs, client.precision, level);
   const Message up = send(r, link, radio, work.start_s + (c.server_s + c.down_s + c.compute_s), work.bytes_up, up_bps,
-                          Direction::kUp);
+                          Direction::kUp, faults);
+  c.lost_up = up.lost;
   c.up_s = up.time_s;
-  c.energy.rx_j = down.transfer_j;
   c.energy.compute_j = client.profile->compute_energy_j(work.macs, client.precision, level);
   c.energy.tx_j = up.transfer_j;
   c.energy.promotion_j = down.promotion.energy_j + up.promotion.energy_j;
@@ -167,11 +205,25 @@ bool EnergyLedger::charge(std::uint32_t client, std::uint32_t round, const Round
 }
 
 RoundCost EnergyLedger::round_cost(std::uint32_t client, const RoundWork& work) {
+  RoundWork w = work;
+  w.network_seed = population_.seed();
+  w.client = client;
   if (radio_.empty()) {
     RadioState idle;
-    return fedsim::round_cost(population_.client(client), work, idle);
+    return fedsim::round_cost(population_.client(client), w, idle);
   }
-  return fedsim::round_cost(population_.client(client), work, radio_.at(client));
+  return fedsim::round_cost(population_.client(client), w, radio_.at(client));
+}
+
+bool EnergyLedger::model_lost(std::uint32_t client, const RoundWork& work) const {
+  const ClientTraits& t = population_.client(client);
+  if (t.faults == nullptr || t.faults->loss_rate <= 0.0 || work.bytes_down == 0) return false;
+  RoundWork w = work;
+  w.network_seed = population_.seed();
+  w.client = client;
+  w.bytes_up = 0;
+  RadioState trial = radio_.empty() ? RadioState{} : radio_.at(client);
+  return fedsim::round_cost(t, w, trial).lost_down;
 }
 
 void EnergyLedger::charge_tails(std::uint32_t round, double now_s) {

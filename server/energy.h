@@ -71,6 +71,10 @@ struct RoundCost {
   double up_s = 0.0;
   std::size_t level = 0;  // the DVFS level the client computed at
   EnergyBreakdown energy;
+  // Network faults (server/network_faults.h): the model never arrived (then
+  // nothing was computed or sent), or the update was given up.
+  bool lost_down = false;
+  bool lost_up = false;
 
   double busy_s() const { return server_s + down_s + compute_s + up_s; }
   // rx + compute + tx (+ promotion + tail), in the order of a round (the recorded metrics sum it so).
@@ -105,6 +109,11 @@ struct RoundWork {
   std::uint64_t bytes_up = 0;      // message bytes sent (0: nothing sent)
   double uplink_cap_bps = 0.0;     // 0 = none, else the uplink runs at min(link.uplink_bps, cap)
   double deadline_s = std::numeric_limits<double>::infinity();  // round deadline, for frequency: energy_aware
+  // Who and when, for the packet-loss draws and trace phases of a faulty link
+  // (Rng::derive(network_seed, Stream::kNetwork, {client, round, direction})).
+  std::uint64_t network_seed = 0;
+  std::uint32_t client = 0;
+  std::uint32_t round = 0;
 };
 
 // Cost of one round of `client` from its radio's state `radio`, which it
@@ -179,7 +188,11 @@ class EnergyLedger {
 
   // The cost of `client`'s round from its radio state, which it advances
   // (round_cost above). Charges nothing.
+  // work.network_seed and work.client are filled in here.
   RoundCost round_cost(std::uint32_t client, const RoundWork& work);
+  // Whether `client`'s faulty link loses the model of this round's work
+  // (the same draws round_cost makes; advances nothing).
+  bool model_lost(std::uint32_t client, const RoundWork& work) const;
   // Charges every open radio tail up to now_s to `round` (when a round closes,
   // before take_round), in client order.
   void charge_tails(std::uint32_t round, double now_s);

@@ -73,8 +73,7 @@ class FedBuff final : public RoundPolicy {
         s.sample(s.available_clients(dispatches_, s.now_s()), how_many, dispatches_);
     const Broadcast model = s.broadcast(ledger_round());
     m_.bytes_down += model.bytes * chosen.size();
-    for (Flight& f : s.dispatch(DispatchPlan{dispatches_, ledger_round(), concurrency_}, chosen, model,
-                                &m_.dropped_offline)) {
+    for (Flight& f : s.dispatch(DispatchPlan{dispatches_, ledger_round(), concurrency_}, chosen, model, m_)) {
       s.state(f.client).in_flight = true;
       ++in_flight_;
       s.clock().schedule(f.arrive_s, f.client, kArrival, next_flight_);

@@ -33,9 +33,11 @@ struct RoundMetrics {
   std::vector<double> class_energy_j;  // per client class, appended as energy_j_<class>
   // After the class columns: promotion_j, tail_j (in energy; part of energy_j)
   // server_j (the server's own energy, server_energy:, not in energy_j) and
-  // grid_j (the part of energy_j spent while plugged in, not from batteries).
+  // grid_j (the part of energy_j spent while plugged in, not from batteries),
+  // then dropped_network.
   double server_j = 0.0;
   double grid_j = 0.0;
+  std::uint64_t dropped_network = 0;  // lost to network faults: the model or the update given up
 };
 
 class MetricsWriter {

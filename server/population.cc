@@ -76,6 +76,7 @@ struct ClassSpec {
   std::uint16_t fixed_level = 0;
   LinkSpec link;
   std::unique_ptr<RadioModel> radio;
+  std::unique_ptr<LinkFaults> faults;
   double battery_j = 0.0;
   Availability availability;
   ChargingSchedule charging;
@@ -161,6 +162,7 @@ ClassSpec parse_class(const Config& e, const ProfileCatalog& catalog) {
   const Config link = e.child("link");
   s.link = LinkSpec::parse(link);
   s.radio = make_radio_model(link);
+  s.faults = LinkFaults::parse(link);
   s.info.radio = s.radio->name();
   s.battery_j = parse_battery(e);
   parse_charging(e, s);
@@ -243,6 +245,7 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
       t.frequency = s.info.frequency;
       t.fixed_level = s.fixed_level;
       t.radio = s.radio.get();
+      t.faults = s.faults.get();
       Rng link_rng = Rng::derive(seed, Stream::kLinks, {c});
       t.link = s.link.draw(link_rng);
       t.battery_j = s.battery_j;
@@ -261,6 +264,7 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
     }
     classes_.push_back(s.info);
     radios_.push_back(std::move(s.radio));
+    faults_.push_back(std::move(s.faults));
     begin = end;
   }
 }

@@ -11,7 +11,8 @@
 //     frequency            max (default) | energy_aware | a frequency in Hz, one of the
 //                          profile's DVFS levels; energy_aware needs server policy deadline
 //     link                 see server/link_model.h; omitted fields take the default link;
-//                          its `radio:` map picks the radio model (server/radio_model.h)
+//                          its `radio:` map picks the radio model (server/radio_model.h);
+//                          loss and bandwidth traces: server/network_faults.h
 //     battery_j            >= 0, default 0 = unlimited: the battery energy the job may use
 //     battery              {capacity_j: C > 0, budget_fraction: f in (0, 1]} instead of
 //                          battery_j: the job may use f C of the battery (C = 49,284 J for
@@ -43,6 +44,7 @@
 //   its random charging phase:  Rng::derive(seed, Stream::kPopulation, {c, 1})
 //   online in round r:          Rng::derive(seed, Stream::kAvailability, {c, r}), Bernoulli(p)
 //   drop-out in round r:        Rng::derive(seed, Stream::kAvailability, {c, r, 1}), Bernoulli(q)
+//   packet losses, trace phase: server/network_faults.h
 // (with the async server policy, r counts the server's dispatches: one per
 // refill of the clients in flight, and one per retry while nobody is)
 #pragma once
@@ -56,6 +58,7 @@
 #include "clients/device_profile.h"
 #include "core/base/config.h"
 #include "server/link_model.h"
+#include "server/network_faults.h"
 #include "server/radio_model.h"
 
 namespace fedsim {
@@ -84,6 +87,7 @@ struct ClientTraits {
   std::uint16_t fixed_level = 0;  // FrequencyChoice::kFixed: the profile's level
   Link link;
   const RadioModel* radio = nullptr;  // owned by the Population (one per class)
+  const LinkFaults* faults = nullptr;  // owned by the Population (one per class); null: a faultless link
   double battery_j = 0.0;  // 0 = unlimited
   Availability availability;
   double phase_s = 0.0;  // this client's phase in its periodic trace (0 unless phase: random)
@@ -132,10 +136,12 @@ class Population {
   bool drops_out(std::uint32_t client, std::uint32_t round) const;
   // Whether `client` is plugged in at virtual time `time_s` (charging schedule).
   bool is_charging(std::uint32_t client, double time_s) const;
+  std::uint64_t seed() const { return seed_; }
 
  private:
   ProfileCatalog catalog_;
   std::vector<std::unique_ptr<RadioModel>> radios_;  // by class
+  std::vector<std::unique_ptr<LinkFaults>> faults_;   // by class (null: none)
   std::vector<ClientClass> classes_;
   std::vector<ClientTraits> traits_;
   std::uint64_t seed_;

@@ -142,18 +142,25 @@ std::uint64_t Server::link_bytes_up(const std::string& update) const {
 }
 
 std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector<std::uint32_t>& clients,
-                                     const Broadcast& model, std::uint64_t* dropped) {
+                                     const Broadcast& model, RoundMetrics& m) {
   std::vector<Flight> flights;
   RoundWork work;
   work.start_s = clock_.now_s();
   work.server_s = server_energy_.compute_s();
   work.bytes_down = payload_accounting_ ? model.payload_bytes : model.bytes;
   work.deadline_s = round_deadline_s_;
+  work.round = plan.round;
   for (std::uint32_t c : clients) {
     if (population_->drops_out(c, plan.round)) {
       // Gone after receiving the model: it paid for the download only.
-      ++*dropped;
+      ++m.dropped_offline;
       charge(c, plan.ledger_round, ledger_->round_cost(c, work).download_only(), 0.0, work.start_s);
+      continue;
+    }
+    if (ledger_->model_lost(c, work)) {
+      // Its link gave the model up: it paid for the sends (the cost stops there).
+      ++m.dropped_network;
+      charge(c, plan.ledger_round, ledger_->round_cost(c, work), 0.0, work.start_s);
       continue;
     }
     Flight f;
@@ -194,6 +201,14 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
 }
 
 std::optional<ReceivedUpdate> Server::receive(const Flight& flight, RoundMetrics& m) {
+  if (flight.cost.lost_up) {
+    ++m.dropped_network;
+    try {
+      links_.at(flight.client).receive_update(flight.update);
+    } catch (const DecodeError&) {
+    }
+    return std::nullopt;
+  }
   try {
     ReceivedUpdate r = links_.at(flight.client).receive_update(flight.update);
     if (r.header.round != flight.round)

@@ -125,14 +125,18 @@ class Server {
   // Encodes the model for `round` and decodes it as the clients will.
   Broadcast broadcast(std::uint32_t round);
   // Sends the broadcast model to `clients`: those that drop out (drawn per
-  // plan.round) pay for the download only and are counted in *dropped; the
-  // others run their local round in the pool. Returns their flights, in the
-  // order of `clients`.
+  // plan.round) pay for the download only and are counted in m.dropped_offline,
+  // those whose faulty link loses the model pay for its sends and are counted
+  // in m.dropped_network; the others run their local round in the pool.
+  // Returns their flights, in the order of `clients`.
   std::vector<Flight> dispatch(const DispatchPlan& plan, const std::vector<std::uint32_t>& clients,
-                               const Broadcast& model, std::uint64_t* dropped);
+                               const Broadcast& model, RoundMetrics& m);
   // Decodes a flight's UpdateUp through its client's link. A corrupt message
   // (or one that contradicts the flight: another round, a future model
-  // version) counts in m.rejected and yields nothing; a skipped one counts in
+  // version) counts in m.rejected and yields nothing; a lost one (its link
+  // gave it up, Flight::cost.lost_up) counts in m.dropped_network and yields
+  // nothing, but is still decoded, so that stateful stages on both ends stay
+  // in step (as if the client rolled its encoder back); a skipped one counts in
   // m.censored.
   std::optional<ReceivedUpdate> receive(const Flight& flight, RoundMetrics& m);
   // Folds accepted updates (any order; sorted by client id and base version

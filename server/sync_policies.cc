@@ -150,7 +150,7 @@ class SyncPolicy : public RoundPolicy {
     // A downlink with memory is a broadcast every client with battery left receives.
     const bool plain = s.scenario().downlink.is_plain_float32();
     r.m.bytes_down = model.bytes * (plain ? sampled.size() : s.num_clients() - s.num_exhausted());
-    r.flights = s.dispatch(DispatchPlan{r.number, r.number, 0}, sampled, model, &r.m.dropped_offline);
+    r.flights = s.dispatch(DispatchPlan{r.number, r.number, 0}, sampled, model, r.m);
     r.taken.resize(r.flights.size());
     if (r.flights.empty()) {
       close(s, r);

@@ -31,9 +31,10 @@ Dispatched dispatch_three(const std::string& extra = "") {
   d.scenario = std::make_unique<Scenario>(parse_scenario(std::string(kTiny) + extra, "tiny.yaml"));
   d.server = std::make_unique<Server>(*d.scenario);
   const Broadcast model = d.server->broadcast(1);
-  std::uint64_t dropped = 0;
-  d.flights = d.server->dispatch(DispatchPlan{1, 1, 0}, {1, 4, 6}, model, &dropped);
-  EXPECT_EQ(dropped, 0u);
+  RoundMetrics m;
+  d.flights = d.server->dispatch(DispatchPlan{1, 1, 0}, {1, 4, 6}, model, m);
+  EXPECT_EQ(m.dropped_offline, 0u);
+  EXPECT_EQ(m.dropped_network, 0u);
   return d;
 }
 
