@@ -5,8 +5,8 @@
 //
 // | owner (file)                          | what                                              | bytes per client            |
 // |---------------------------------------|---------------------------------------------------|-----------------------------|
-// | Population (server/population.h)      | ClientTraits: class, profile, precision, DVFS      | 176                         |
-// |                                       |   choice, drawn link, radio model, link faults,   |                             |
+// | Population (server/population.h)      | ClientTraits: class, profile, precision, DVFS      | 184                         |
+// |                                       |   choice, drawn link, radio, faults, device row,  |                             |
 // |                                       |   battery, availability, phase, charging schedule |                             |
 // |                                       |   and phase, drop-out, data weight                |                             |
 // | EnergyLedger (server/energy.h)        | ClientEnergy: energy by component, grid part,      | 72                          |

@@ -88,6 +88,11 @@ RoundCost cost_at_level(const ClientTraits& client, const RoundWork& work, Radio
     return c;
   }
   c.compute_s = client.profile->compute_time_s(work.macs, client.precision, level);
+  if (client.device != nullptr) {
+    // A device-trace client: the profile's time scaled to the device's rate at its top level.
+    const double profile_s_per_mac = client.profile->compute_time_s(1.0, client.precision);
+    c.compute_s /= client.device->macs_per_s * profile_s_per_mac;
+  }
   const Message up = send(r, link, radio, work.start_s + (c.server_s + c.down_s + c.compute_s), work.bytes_up, up_bps,
                           Direction::kUp, faults);
   c.lost_up = up.lost;

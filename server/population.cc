@@ -18,6 +18,8 @@ constexpr double kFractionTolerance = 1e-6;
 constexpr std::uint64_t kDropoutTag = 1;
 // Path tag that keeps a client's charging phase apart from its availability phase.
 constexpr std::uint64_t kChargingPhaseTag = 1;
+// Rng::derive(seed, kPopulation, {c, kDeviceRowTag}): the device-trace row of a client (assign: random).
+constexpr std::uint64_t kDeviceRowTag = 2;
 
 std::string scalar_text(const Config& config, const std::string& key) {
   const YAML::Node n = config.node()[key];
@@ -77,6 +79,8 @@ struct ClassSpec {
   LinkSpec link;
   std::unique_ptr<RadioModel> radio;
   std::unique_ptr<LinkFaults> faults;
+  std::shared_ptr<const DeviceTrace> device_trace;
+  bool random_device = false;
   double battery_j = 0.0;
   Availability availability;
   ChargingSchedule charging;
@@ -169,6 +173,17 @@ ClassSpec parse_class(const Config& e, const ProfileCatalog& catalog) {
   s.availability = parse_availability(e.child("availability"));
   if (s.availability.kind == Availability::Kind::kWhileCharging && s.charging.period_s == 0.0)
     e.fail("availability", "a charging: {period_s, plugged_fraction} schedule for while_charging", "no charging key");
+  if (e.has("device_trace")) {
+    const Config d = e.child("device_trace");
+    s.device_trace = DeviceTrace::load(d.get_path("file"), d.where("file"));
+    s.random_device = d.get_choice("assign", "sequential", {"sequential", "random"}) == "random";
+    if (e.has("availability"))
+      e.fail("availability", "no availability next to device_trace (the trace's online periods are the availability)",
+             "both");
+    for (const char* key : {"uplink_bps", "downlink_bps", "uplink_trace", "downlink_trace"})
+      if (link.has(key)) link.fail(key, "no link rate next to device_trace (the trace gives the rates)", "both");
+    if (s.availability.kind == Availability::Kind::kAlways) s.availability.kind = Availability::Kind::kTrace;
+  }
   s.dropout_probability = e.get_double("dropout_probability", 0.0, 0.0, 1.0);
   s.data_weight = positive_finite(e, "data_weight", 1.0, false);
   e.finish();
@@ -248,6 +263,14 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
       t.faults = s.faults.get();
       Rng link_rng = Rng::derive(seed, Stream::kLinks, {c});
       t.link = s.link.draw(link_rng);
+      if (s.device_trace) {
+        const std::vector<DeviceRow>& rows = s.device_trace->rows();
+        std::size_t row = (c - begin) % rows.size();
+        if (s.random_device) row = Rng::derive(seed, Stream::kPopulation, {c, kDeviceRowTag}).below(rows.size());
+        t.device = &rows[row];
+        t.link.uplink_bps = t.device->uplink_bps;
+        t.link.downlink_bps = t.device->downlink_bps;
+      }
       t.battery_j = s.battery_j;
       t.availability = s.availability;
       if (s.availability.kind == Availability::Kind::kPeriodic && s.availability.random_phase) {
@@ -265,6 +288,7 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
     classes_.push_back(s.info);
     radios_.push_back(std::move(s.radio));
     faults_.push_back(std::move(s.faults));
+    device_traces_.push_back(std::move(s.device_trace));
     begin = end;
   }
 }
@@ -292,6 +316,8 @@ bool Population::is_online(std::uint32_t client, std::uint32_t round, double tim
     }
     case Availability::Kind::kWhileCharging:
       return is_charging(client, time_s);
+    case Availability::Kind::kTrace:
+      return t.device->is_online(time_s);
   }
   return true;
 }

@@ -24,6 +24,9 @@
 //                          {period_s: T, on_fraction: f, phase: random|zero} |
 //                          {while_charging: true}: eligible only while plugged in (the class
 //                          is then idle, charging and, with radio wifi, on WiFi); needs charging
+//     device_trace         {file: devices.csv, assign: sequential|random}: each client takes a
+//                          device's compute speed, link rates and online periods from a trace
+//                          (server/device_trace.h); excludes availability and the link's rates
 //     dropout_probability  in [0, 1], default 0: probability to drop out mid-round
 //     data_weight          > 0, default 1: relative local data size; a client keeps the
 //                          fraction w / w_max (rounded up) of its partition share
@@ -58,13 +61,15 @@
 #include "clients/device_profile.h"
 #include "core/base/config.h"
 #include "server/link_model.h"
+#include "server/device_trace.h"
 #include "server/network_faults.h"
 #include "server/radio_model.h"
 
 namespace fedsim {
 
 struct Availability {
-  enum class Kind { kAlways, kProbability, kPeriodic, kWhileCharging } kind = Kind::kAlways;
+  // kTrace: the client's device-trace row's online periods (server/device_trace.h).
+  enum class Kind { kAlways, kProbability, kPeriodic, kWhileCharging, kTrace } kind = Kind::kAlways;
   double online_probability = 1.0;  // kProbability: online in a round with this probability
   // kPeriodic: online at time t iff fmod(t + phase_s, period_s) < on_fraction * period_s.
   double period_s = 0.0;
@@ -88,6 +93,7 @@ struct ClientTraits {
   Link link;
   const RadioModel* radio = nullptr;  // owned by the Population (one per class)
   const LinkFaults* faults = nullptr;  // owned by the Population (one per class); null: a faultless link
+  const DeviceRow* device = nullptr;   // its device-trace row (owned by the Population); null: none
   double battery_j = 0.0;  // 0 = unlimited
   Availability availability;
   double phase_s = 0.0;  // this client's phase in its periodic trace (0 unless phase: random)
@@ -142,6 +148,7 @@ class Population {
   ProfileCatalog catalog_;
   std::vector<std::unique_ptr<RadioModel>> radios_;  // by class
   std::vector<std::unique_ptr<LinkFaults>> faults_;   // by class (null: none)
+  std::vector<std::shared_ptr<const DeviceTrace>> device_traces_;  // by class (null: none)
   std::vector<ClientClass> classes_;
   std::vector<ClientTraits> traits_;
   std::uint64_t seed_;
