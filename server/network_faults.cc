@@ -33,8 +33,15 @@ bool parse_number(const std::string& cell, double& out) {
 }  // namespace
 
 std::shared_ptr<const BandwidthTrace> BandwidthTrace::load(const std::string& path, const std::string& where) {
-  std::ifstream in(path);
-  if (!in) throw InputError(where + ": cannot read bandwidth trace '" + path + "'");
+  std::ifstream file(path);
+  if (!file) throw InputError(where + ": cannot read bandwidth trace '" + path + "'");
+  std::ostringstream text;
+  text << file.rdbuf();
+  return parse(text.str(), path + " (" + where + ")");
+}
+
+std::shared_ptr<const BandwidthTrace> BandwidthTrace::parse(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
   std::vector<std::pair<double, double>> rows;
   std::string line;
   std::size_t number = 0;
@@ -48,11 +55,11 @@ std::shared_ptr<const BandwidthTrace> BandwidthTrace::load(const std::string& pa
     double bps = 0.0;
     if (comma == std::string::npos || t.find(',', comma + 1) != std::string::npos ||
         !parse_number(t.substr(0, comma), time) || !parse_number(t.substr(comma + 1), bps))
-      throw InputError(path + ":" + std::to_string(number) + ": (" + where +
-                       ") expected a row 'time_s,bps' of two finite numbers, found '" + t + "'");
+      throw InputError(name + ":" + std::to_string(number) +
+                       ": expected a row 'time_s,bps' of two finite numbers, found '" + t + "'");
     rows.emplace_back(time, bps);
   }
-  return from_rows(rows, path + " (" + where + ")");
+  return from_rows(rows, name);
 }
 
 std::shared_ptr<const BandwidthTrace> BandwidthTrace::from_rows(const std::vector<std::pair<double, double>>& rows,

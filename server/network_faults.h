@@ -51,6 +51,8 @@ class BandwidthTrace {
   // Reads and validates `path`; InputError naming `where` (the scenario key),
   // the file and the line on any problem.
   static std::shared_ptr<const BandwidthTrace> load(const std::string& path, const std::string& where);
+  // From the text of such a file (`name` names it in messages, with the line).
+  static std::shared_ptr<const BandwidthTrace> parse(const std::string& text, const std::string& name);
   // From rows (time_s, bps) as the file would give them (validated the same way).
   static std::shared_ptr<const BandwidthTrace> from_rows(const std::vector<std::pair<double, double>>& rows,
                                                          const std::string& where);

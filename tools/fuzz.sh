@@ -13,6 +13,8 @@ if [ "$seconds" = --build-only ]; then exit 0; fi
 for t in $targets; do
   echo "fuzz: $t for ${seconds}s"
   mkdir -p build-fuzz/corpus/$t
+  # The shipped traces seed the trace parsers' corpus.
+  if [ "$t" = fuzz_traces ]; then cp scenarios/traces/*.csv build-fuzz/corpus/$t/; fi
   build-fuzz/$t -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=0 build-fuzz/corpus/$t 2>&1 | tail -n 3
 done
 echo "fuzz: all targets ran without a crash"

@@ -76,7 +76,7 @@ TEST(BandwidthTrace, FileRowsAreNamedByLine) {
     FAIL() << "no error";
   } catch (const InputError& e) {
     EXPECT_EQ(std::string(e.what()),
-              bad.string() + ":3: (t.yaml:3: uplink_trace) expected a row 'time_s,bps' of two finite numbers, found '1;0'");
+              bad.string() + " (t.yaml:3: uplink_trace):3: expected a row 'time_s,bps' of two finite numbers, found '1;0'");
   }
   EXPECT_THROW(BandwidthTrace::load((dir / "missing.csv").string(), "k"), InputError);
   fs::remove_all(dir);
