@@ -36,6 +36,9 @@ struct RoundMetrics {
   // grid_j (the part of energy_j spent while plugged in, not from batteries).
   double server_j = 0.0;
   double grid_j = 0.0;
+  // Updates of Byzantine clients (population `attack:`) handed to the
+  // aggregator this round (what the aggregator then makes of them is its own).
+  std::uint64_t attackers = 0;
 };
 
 class MetricsWriter {

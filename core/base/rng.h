@@ -26,6 +26,7 @@ enum class Stream : std::uint64_t {
   kSynthetic = 9,
   kPopulation = 10,
   kShared = 11,  // randomness both ends of a link know (rotation signs, ...)
+  kAttack = 12,  // Byzantine clients: who attacks, and the attacks' own draws
 };
 
 // xoshiro256** (Blackman & Vigna), seeded through SplitMix64.
