@@ -316,24 +316,42 @@ TEST(Attackers, CountsColumnMatchesTheRun) {
 }
 
 // Colluders share statistics between two pool passes: still the same
-// numbers whatever the thread count.
+// numbers whatever the thread count, under a synchronous and the async policy.
 TEST(Attackers, CollusionIsDeterministicAcrossThreads) {
-  std::vector<double> accuracy;
-  for (int threads : {1, 2, 3}) {
-    const Scenario sc = parse_scenario(
-        kTiny + "clients_per_round: 6\n"
-                "population: [{name: a, fraction: 1, attack: {name: little_is_enough, fraction: 0.5}}]\n",
-        "lie.yaml", {"threads=" + std::to_string(threads)});
-    Simulation sim(sc);
-    const RunSummary s = sim.run();
-    accuracy.push_back(s.final_accuracy);
-    std::vector<double> params(sim.model_params().begin(), sim.model_params().end());
-    static std::vector<double> first;
-    if (threads == 1) first = params;
-    else EXPECT_EQ(params, first) << threads;
+  for (const std::string policy : {"", "server: {policy: async, buffer_size: 3, concurrency: 6}\n"}) {
+    std::vector<std::vector<float>> params;
+    std::vector<std::uint64_t> attackers;
+    for (int threads : {1, 2, 3}) {
+      const Scenario sc = parse_scenario(
+          kTiny + policy + "clients_per_round: 6\n"
+                           "population: [{name: a, fraction: 1, attack: {name: little_is_enough, fraction: 0.5}}]\n",
+          "lie.yaml", {"threads=" + std::to_string(threads)});
+      Simulation sim(sc);
+      const RunSummary s = sim.run();
+      params.emplace_back(sim.model_params().begin(), sim.model_params().end());
+      std::uint64_t total = 0;
+      for (const RoundMetrics& m : s.rounds) total += m.attackers;
+      attackers.push_back(total);
+    }
+    EXPECT_EQ(params[1], params[0]) << policy;
+    EXPECT_EQ(params[2], params[0]) << policy;
+    EXPECT_EQ(attackers[1], attackers[0]) << policy;
+    EXPECT_GT(attackers[0], 0u) << policy;
   }
-  EXPECT_EQ(accuracy[0], accuracy[1]);
-  EXPECT_EQ(accuracy[0], accuracy[2]);
+}
+
+// Declaring an attack that nobody carries out (fraction 0) moves no number.
+TEST(Attackers, NoAttackerNoChange) {
+  const auto params = [](const std::string& population) {
+    const Scenario sc = parse_scenario(kTiny + "clients_per_round: 4\n" + population, "zero.yaml");
+    Simulation sim(sc);
+    sim.run();
+    return std::vector<float>(sim.model_params().begin(), sim.model_params().end());
+  };
+  EXPECT_EQ(params("population: [{name: a, fraction: 1}]\n"),
+            params("population: [{name: a, fraction: 1, attack: {name: little_is_enough, fraction: 0}}]\n"));
+  EXPECT_NE(params("population: [{name: a, fraction: 1}]\n"),
+            params("population: [{name: a, fraction: 1, attack: {name: sign_flip, fraction: 0.5}}]\n"));
 }
 
 // Sign-flipping a third of 12 clients, scaled by 4: the mean is dragged
