@@ -230,14 +230,14 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
       const ColluderStatistics stats = ColluderStatistics::of(honest, flights.size());
       try {
         pool_->run(
-          colluders.size(),
-          [&](std::size_t j) {
-            Flight& f = flights[colluders[j]];
-            ClientRoundResult r = clients_[f.client].send(client_ctx_, f.round, version, std::move(held[colluders[j]]),
-                                                          &stats, links_[f.client]);
-            f.update = std::move(r.update_bytes);
-          },
-          [&](std::size_t j, double wall_s) { sent(colluders[j], wall_s); });
+            colluders.size(),
+            [&](std::size_t j) {
+              Flight& f = flights[colluders[j]];
+              ClientRoundResult r = clients_[f.client].send(client_ctx_, f.round, version,
+                                                            std::move(held[colluders[j]]), &stats, links_[f.client]);
+              f.update = std::move(r.update_bytes);
+            },
+            [&](std::size_t j, double wall_s) { sent(colluders[j], wall_s); });
       } catch (const ClientPool::JobFailed& e) {
         throw ClientPool::JobFailed(colluders[e.job], e.what());
       }

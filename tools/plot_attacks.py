@@ -75,7 +75,7 @@ def main(argv):
     ax.set_ylabel("final test accuracy")
     ax.set_ylim(0, 1.05)
     ax.set_title("20% Byzantine clients, Fashion-MNIST MLP, 100 rounds")
-    ax.legend(title="attack", loc="lower right", fontsize=8)
+    ax.legend(title="attack", loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(attacks), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     stem = argv[2]
