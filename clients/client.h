@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "clients/attack.h"
 #include "clients/local_training.h"
 #include "core/data/dataset.h"
 #include "core/models/model.h"
@@ -27,6 +28,9 @@ struct ClientContext {
   LocalTrainingSettings training;
   UpdateContent content = UpdateContent::kDifference;
   std::uint64_t seed = 0;
+  // The training set with flipped labels (clients/attack.h), for clients whose
+  // attack flips labels; null when no client does.
+  const Dataset* flipped_train = nullptr;
 };
 
 struct ClientRoundResult {
@@ -34,31 +38,53 @@ struct ClientRoundResult {
   double macs = 0.0;         // multiply-adds of the local steps (for the device model)
 };
 
+// A client's local round before it speaks: the message an honest client
+// would send, and the header fields it would report.
+struct LocalRound {
+  arma::fvec message;  // difference or weights (ClientContext::content), before the uplink pipeline
+  double mean_loss = 0.0;
+  double macs = 0.0;
+};
+
 // Contract: run_round() of different clients may run concurrently; one
 // client runs one round at a time. The result depends only on the inputs
 // and (seed, client id, round): never on timing or thread count.
-// Per-client state: id, data view (a list of sample indices) and precision;
-// its codec link is owned by the server (server/client_state.h).
+// Per-client state: id, data view (a list of sample indices), precision and
+// attack (null for an honest client); its codec link is owned by the server
+// (server/client_state.h).
 class SimClient {
  public:
   // `precision`: the arithmetic of its local training (its population class's
-  // precision); overrides ClientContext::training.precision.
-  SimClient(std::uint32_t id, IndexView data, Precision precision = Precision::kFp32)
-      : id_(id), data_(std::move(data)), precision_(precision) {}
+  // precision); overrides ClientContext::training.precision. `attack`: owned
+  // by the population, outlives the client.
+  SimClient(std::uint32_t id, IndexView data, Precision precision = Precision::kFp32, const Attack* attack = nullptr)
+      : id_(id), precision_(precision), data_(std::move(data)), attack_(attack) {}
 
   // `start_model` is the model decoded from the round's ModelDown, which
   // carried model version `model_version`; the update goes out through `link`.
+  // train() then send(); for a colluding attacker the caller runs the two
+  // apart and hands send() the colluders' statistics.
   ClientRoundResult run_round(const ClientContext& ctx, std::uint32_t round, std::uint64_t model_version,
                               const arma::fvec& start_model, CodecLink& link) const;
+  // Local SGD from `start_model` (an attacker that flips labels trains on
+  // ctx.flipped_train): the honest message.
+  LocalRound train(const ClientContext& ctx, std::uint32_t round, const arma::fvec& start_model) const;
+  // Applies the attack (if any) to the message and sends it through `link`.
+  // `colluders` is required (non-null) exactly when the attack colludes.
+  ClientRoundResult send(const ClientContext& ctx, std::uint32_t round, std::uint64_t model_version, LocalRound local,
+                         const ColluderStatistics* colluders, CodecLink& link) const;
 
   std::uint32_t id() const { return id_; }
   std::size_t num_samples() const { return data_.size(); }
   Precision precision() const { return precision_; }
+  const Attack* attack() const { return attack_; }
+  bool colludes() const { return attack_ && attack_->colludes(); }
 
  private:
   std::uint32_t id_;
+  Precision precision_;  // next to id_: the attack pointer costs no padding
   IndexView data_;
-  Precision precision_;
+  const Attack* attack_;
 };
 
 }  // namespace fedsim

@@ -5,16 +5,16 @@
 //
 // | owner (file)                          | what                                              | bytes per client            |
 // |---------------------------------------|---------------------------------------------------|-----------------------------|
-// | Population (server/population.h)      | ClientTraits: class, profile, precision, DVFS      | 184                         |
+// | Population (server/population.h)      | ClientTraits: class, profile, precision, DVFS      | 192                         |
 // |                                       |   choice, drawn link, radio, faults, device row,  |                             |
 // |                                       |   battery, availability, phase, charging schedule |                             |
-// |                                       |   and phase, drop-out, data weight                |                             |
+// |                                       |   and phase, drop-out, data weight, attack        |                             |
 // | EnergyLedger (server/energy.h)        | ClientEnergy: energy by component, grid part,      | 72                          |
 // |                                       |   rounds, exhausted round                         |                             |
 // |                                       | RadioState: end of the last message, tail charged | 16, only when some class's  |
 // |                                       |   up to (server/radio_model.h)                    |   radio has a tail, else 0  |
 // | Server (this file)                    | ClientState: busy until, in flight                | 16                          |
-// | SimClient (clients/client.h)          | id, precision, data view                          | 40 + 4 per local sample     |
+// | SimClient (clients/client.h)          | id, precision, data view, attack                  | 40 + 4 per local sample     |
 // | CodecLink (core/wire/codec_link.h)    | spec pointer, id, both uplink ends (created on    | 32 + stage state            |
 // |                                       |   first use)                                      |                             |
 // | stage state, per end, once created    | error_feedback: residual, 4 dim                   |                             |

@@ -38,6 +38,9 @@ struct RoundMetrics {
   double server_j = 0.0;
   double grid_j = 0.0;
   std::uint64_t dropped_network = 0;  // lost to network faults: the model or the update given up
+  // Updates of Byzantine clients (population `attack:`) handed to the
+  // aggregator this round (what the aggregator then makes of them is its own).
+  std::uint64_t attackers = 0;
 };
 
 class MetricsWriter {

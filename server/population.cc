@@ -87,7 +87,24 @@ struct ClassSpec {
   bool charging_random_phase = false;
   double dropout_probability = 0.0;
   double data_weight = 1.0;
+  std::unique_ptr<Attack> attack;
+  double attack_fraction = 0.0;
 };
+
+// `attack: {name, fraction, the attack's keys}`.
+void parse_attack(const Config& e, ClassSpec& s) {
+  if (!e.has("attack")) {
+    e.get_string("attack", "");  // marks the key as read
+    return;
+  }
+  const Config a = e.child("attack");
+  if (!a.is_map()) e.fail("attack", "a mapping {name: ATTACK, fraction: f, ...}", scalar_text(e, "attack"));
+  s.info.attack_where = a.where("name");
+  s.info.attack = a.get_string("name");
+  s.attack_fraction = a.get_double("fraction", 1.0, 0.0, 1.0);
+  s.attack = AttackRegistry::instance().create(a.where("name"), s.info.attack, a);
+  a.finish();
+}
 
 // `battery: {capacity_j, budget_fraction}`: the job's battery budget.
 double parse_battery(const Config& e) {
@@ -186,6 +203,7 @@ ClassSpec parse_class(const Config& e, const ProfileCatalog& catalog) {
   }
   s.dropout_probability = e.get_double("dropout_probability", 0.0, 0.0, 1.0);
   s.data_weight = positive_finite(e, "data_weight", 1.0, false);
+  parse_attack(e, s);
   e.finish();
   return s;
 }
@@ -285,10 +303,23 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
       t.dropout_probability = s.dropout_probability;
       t.data_weight = s.data_weight;
     }
+    if (s.attack) {
+      // round(f x size) attackers, uniformly among the class's ids.
+      std::vector<std::uint32_t> ids(end - begin);
+      for (std::uint32_t c = begin; c < end; ++c) ids[c - begin] = c;
+      const auto count = static_cast<std::size_t>(std::round(s.attack_fraction * static_cast<double>(ids.size())));
+      Rng pick = Rng::derive(seed, Stream::kAttack, {k, 0, 0});
+      for (std::size_t i = 0; i < count; ++i) {
+        std::swap(ids[i], ids[i + pick.below(ids.size() - i)]);
+        traits_[ids[i]].attack = s.attack.get();
+      }
+      s.info.attackers = count;
+    }
     classes_.push_back(s.info);
     radios_.push_back(std::move(s.radio));
     faults_.push_back(std::move(s.faults));
     device_traces_.push_back(std::move(s.device_trace));
+    attacks_.push_back(std::move(s.attack));
     begin = end;
   }
 }
@@ -297,6 +328,12 @@ std::vector<std::string> Population::class_names() const {
   std::vector<std::string> out;
   for (const ClientClass& c : classes_) out.push_back(c.name);
   return out;
+}
+
+bool Population::any_label_flipping() const {
+  for (const auto& a : attacks_)
+    if (a && a->flips_labels()) return true;
+  return false;
 }
 
 bool Population::is_online(std::uint32_t client, std::uint32_t round, double time_s) const {

@@ -30,6 +30,9 @@
 //     dropout_probability  in [0, 1], default 0: probability to drop out mid-round
 //     data_weight          > 0, default 1: relative local data size; a client keeps the
 //                          fraction w / w_max (rounded up) of its partition share
+//     attack               {name: ATTACK, fraction: f in [0, 1] (default 1), the attack's keys}:
+//                          round(f x class size) clients of the class, drawn uniformly, are
+//                          Byzantine (clients/attack.h; `fedsim list` names the attacks)
 //   server_capacity_bps:   >= 0, default 0 = unlimited (see server/link_model.h)
 //
 // Without `population:` there is one class "default": server_cpu, fp32, the
@@ -48,6 +51,8 @@
 //   online in round r:          Rng::derive(seed, Stream::kAvailability, {c, r}), Bernoulli(p)
 //   drop-out in round r:        Rng::derive(seed, Stream::kAvailability, {c, r, 1}), Bernoulli(q)
 //   packet losses, trace phase: server/network_faults.h
+//   attackers of class k:       Rng::derive(seed, Stream::kAttack, {k, 0, 0}), a partial
+//                               Fisher-Yates shuffle of the class's ids
 // (with the async server policy, r counts the server's dispatches: one per
 // refill of the clients in flight, and one per retry while nobody is)
 #pragma once
@@ -58,6 +63,7 @@
 #include <string>
 #include <vector>
 
+#include "clients/attack.h"
 #include "clients/device_profile.h"
 #include "core/base/config.h"
 #include "server/link_model.h"
@@ -101,6 +107,7 @@ struct ClientTraits {
   double charging_phase_s = 0.0;  // its phase in the charging schedule (0 unless phase: random)
   double dropout_probability = 0.0;
   double data_weight = 1.0;
+  const Attack* attack = nullptr;  // owned by the Population (one per class); null: honest
 };
 
 struct ClientClass {
@@ -111,6 +118,9 @@ struct ClientClass {
   FrequencyChoice frequency = FrequencyChoice::kMax;
   std::string frequency_where;     // file:line: frequency, for errors found later (energy_aware without a deadline)
   std::string radio;               // radio model name
+  std::string attack;              // attack name, empty when the class has no attackers
+  std::string attack_where;        // file:line: attack.name, for errors found later
+  std::size_t attackers = 0;       // how many of its clients attack
   std::uint32_t first_client = 0;  // ids [first_client, end_client)
   std::uint32_t end_client = 0;
 };
@@ -133,6 +143,9 @@ class Population {
   std::vector<std::string> class_names() const;
   double server_capacity_bps() const { return server_capacity_bps_; }
   const ProfileCatalog& profiles() const { return catalog_; }
+  // Whether any client's attack flips labels / colludes.
+  bool any_label_flipping() const;
+  bool is_attacker(std::uint32_t client) const { return traits_.at(client).attack != nullptr; }
 
   // Whether `client` is online at virtual time `time_s` in round `round`.
   // Probability model: one draw per (client, round), independent of time.
@@ -149,6 +162,7 @@ class Population {
   std::vector<std::unique_ptr<RadioModel>> radios_;  // by class
   std::vector<std::unique_ptr<LinkFaults>> faults_;   // by class (null: none)
   std::vector<std::shared_ptr<const DeviceTrace>> device_traces_;  // by class (null: none)
+  std::vector<std::unique_ptr<Attack>> attacks_;     // by class (null: honest class)
   std::vector<ClientClass> classes_;
   std::vector<ClientTraits> traits_;
   std::uint64_t seed_;

@@ -59,7 +59,7 @@ Server::Server(const Scenario& scenario) : scenario_(scenario) {
   for (std::uint32_t i = 0; i < views.size(); ++i) {
     const double keep = std::ceil(double(views[i].size()) * population_->client(i).data_weight / max_weight);
     views[i].resize(std::clamp<std::size_t>(static_cast<std::size_t>(keep), 1, views[i].size()));
-    clients_.emplace_back(i, std::move(views[i]), population_->client(i).precision);
+    clients_.emplace_back(i, std::move(views[i]), population_->client(i).precision, population_->client(i).attack);
   }
   states_.assign(clients_.size(), ClientState{});
 
@@ -77,6 +77,7 @@ Server::Server(const Scenario& scenario) : scenario_(scenario) {
   client_ctx_.training = scenario.training;
   client_ctx_.content = scenario.algorithm->update_content();
   client_ctx_.seed = scenario.seed;
+  check_attacks();
 
   std::size_t threads = scenario.threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
@@ -85,6 +86,28 @@ Server::Server(const Scenario& scenario) : scenario_(scenario) {
 }
 
 Server::~Server() = default;
+
+void Server::check_attacks() {
+  for (std::size_t k = 0; k < population_->num_classes(); ++k) {
+    const ClientClass& cls = population_->client_class(k);
+    if (cls.attack.empty()) continue;
+    const Attack* attack = nullptr;
+    for (std::uint32_t c = cls.first_client; c < cls.end_client && !attack; ++c) attack = population_->client(c).attack;
+    if (!attack) continue;  // fraction 0 (or a class too small): nobody attacks
+    const std::string needs = attack->needs(client_ctx_.content);
+    if (!needs.empty())
+      throw InputError(cls.attack_where + ": attack '" + cls.attack + "' needs " + needs + ", found algorithm '" +
+                       scenario_.algorithm_name + "' (whose clients send " + scenario_.algorithm->describe_updates() +
+                       ")");
+    if (attack->flips_labels() && !data_.train.is_classification())
+      throw InputError(cls.attack_where + ": attack '" + cls.attack +
+                       "' needs a classification data set (labels to flip), found a regression data set");
+  }
+  if (population_->any_label_flipping()) {
+    flipped_train_ = std::make_unique<Dataset>(label_flipped(data_.train));
+    client_ctx_.flipped_train = flipped_train_.get();
+  }
+}
 
 std::vector<std::uint32_t> Server::available_clients(std::uint32_t availability_round, double t) const {
   std::vector<std::uint32_t> out;
@@ -173,25 +196,59 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
   const std::uint64_t version = version_;
   const double share_bps =
       server_share_bps(population_->server_capacity_bps(), plan.uplink_sharers ? plan.uplink_sharers : flights.size());
+  const auto sent = [&](std::size_t i, double wall_s) {
+    Flight& f = flights[i];
+    model_math_s_ += wall_s;
+    RoundWork w = work;
+    w.macs = f.macs;
+    w.bytes_up = link_bytes_up(f.update);
+    w.uplink_cap_bps = share_bps;
+    f.cost = ledger_->round_cost(f.client, w);
+    f.arrive_s = f.start_s + f.cost.busy_s();
+  };
+  // Colluding attackers (clients/attack.h) train first; then, with the
+  // statistics of their honest messages (their side channel), they send.
+  std::vector<LocalRound> held(flights.size());
+  std::vector<std::size_t> colluders;
+  for (std::size_t i = 0; i < flights.size(); ++i)
+    if (clients_[flights[i].client].colludes()) colluders.push_back(i);
   try {
     pool_->run(
         flights.size(),
         [&](std::size_t i) {
           Flight& f = flights[i];
-          ClientRoundResult r = clients_[f.client].run_round(client_ctx_, f.round, version, model.model, links_[f.client]);
+          const SimClient& client = clients_[f.client];
+          if (client.colludes()) {
+            held[i] = client.train(client_ctx_, f.round, model.model);
+            f.macs = held[i].macs;
+            return;
+          }
+          ClientRoundResult r = client.run_round(client_ctx_, f.round, version, model.model, links_[f.client]);
           f.update = std::move(r.update_bytes);
           f.macs = r.macs;
         },
         [&](std::size_t i, double wall_s) {
-          Flight& f = flights[i];
-          model_math_s_ += wall_s;
-          RoundWork w = work;
-          w.macs = f.macs;
-          w.bytes_up = link_bytes_up(f.update);
-          w.uplink_cap_bps = share_bps;
-          f.cost = ledger_->round_cost(f.client, w);
-          f.arrive_s = f.start_s + f.cost.busy_s();
+          if (clients_[flights[i].client].colludes()) model_math_s_ += wall_s;
+          else sent(i, wall_s);
         });
+    if (!colluders.empty()) {
+      std::vector<const arma::fvec*> honest;
+      for (std::size_t i : colluders) honest.push_back(&held[i].message);
+      const ColluderStatistics stats = ColluderStatistics::of(honest, flights.size());
+      try {
+        pool_->run(
+            colluders.size(),
+            [&](std::size_t j) {
+              Flight& f = flights[colluders[j]];
+              ClientRoundResult r = clients_[f.client].send(client_ctx_, f.round, version,
+                                                            std::move(held[colluders[j]]), &stats, links_[f.client]);
+              f.update = std::move(r.update_bytes);
+            },
+            [&](std::size_t j, double wall_s) { sent(colluders[j], wall_s); });
+      } catch (const ClientPool::JobFailed& e) {
+        throw ClientPool::JobFailed(colluders[e.job], e.what());
+      }
+    }
   } catch (const ClientPool::JobFailed& e) {
     throw InputError(scenario_.file + ": client " + std::to_string(flights[e.job].client) +
                      "'s local round failed: " + e.what() +
@@ -237,6 +294,8 @@ void Server::aggregate(std::vector<Accepted> accepted, RoundMetrics& m) {
   std::uint64_t wire_bits = 0;
   for (const Accepted& a : accepted) {
     const ReceivedUpdate& r = *a.update;
+    // The simulator's knowledge, for the metrics only: the aggregator never sees it.
+    if (population_->is_attacker(r.header.client)) ++m.attackers;
     ClientUpdate u;
     u.client_id = r.header.client;
     u.num_samples = r.header.num_samples;

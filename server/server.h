@@ -165,6 +165,9 @@ class Server {
 
  private:
   void build_clients();
+  // Checks every class's attack against the algorithm and the data; builds
+  // the label-flipped training set when an attack needs it.
+  void check_attacks();
   // Bytes the network model moves for a message: serialized, or the payload
   // alone under `accounting: {message_bits: payload}`.
   std::uint64_t link_bytes_up(const std::string& update) const;
@@ -181,6 +184,7 @@ class Server {
   std::vector<CodecLink> links_;
   std::unique_ptr<BroadcastLink> downlink_;
   ClientContext client_ctx_;
+  std::unique_ptr<Dataset> flipped_train_;  // shares data_.train's samples (clients/attack.h)
   arma::fvec params_;
   std::uint64_t version_ = 0;
   VirtualClock clock_;

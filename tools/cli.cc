@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "clients/attack.h"
 #include "clients/device_profile.h"
 #include "server/radio_model.h"
 #include "core/compression/compressor.h"
@@ -244,6 +245,7 @@ int cmd_list() {
   list_registry(out, "aggregators (aggregator.name)", AggregatorRegistry::instance());
   list_registry(out, "device profiles (population[].profile)", DeviceProfileRegistry::instance());
   list_registry(out, "radio models (population[].link.radio.model)", RadioModelRegistry::instance());
+  list_registry(out, "attacks (population[].attack.name)", AttackRegistry::instance());
   out << "compression stages (uplink / downlink lists):\n";
   for (const auto& [name, entry] : StageRegistry::instance().entries()) {
     const char* kind = entry.meta == StageKind::kTransform ? "transform"

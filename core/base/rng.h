@@ -26,7 +26,8 @@ enum class Stream : std::uint64_t {
   kSynthetic = 9,
   kPopulation = 10,
   kShared = 11,  // randomness both ends of a link know (rotation signs, ...)
-  kNetwork = 12,  // packet losses and trace phases (server/network_faults.h)
+  kAttack = 12,  // Byzantine clients: who attacks, and the attacks' own draws
+  kNetwork = 13,  // packet losses and trace phases (server/network_faults.h)
 };
 
 // xoshiro256** (Blackman & Vigna), seeded through SplitMix64.

@@ -13,7 +13,7 @@ namespace fedsim {
 namespace {
 
 TEST(ClientState, FixedSizesMatchTheTable) {
-  EXPECT_EQ(sizeof(ClientTraits), 184u);
+  EXPECT_EQ(sizeof(ClientTraits), 192u);
   EXPECT_EQ(sizeof(ClientEnergy), 72u);
   EXPECT_EQ(sizeof(RadioState), 16u);
   EXPECT_EQ(sizeof(ClientState), 16u);

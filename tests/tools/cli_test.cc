@@ -95,7 +95,9 @@ TEST(Cli, ValidateAndListSucceed) {
   const std::string list = testing::internal::GetCapturedStdout();
   for (const char* name : {"softmax_regression", "mlp", "fashion_mnist", "dirichlet", "qsgd", "natural",
                            "predictive_coding", "fedvote_binary", "vote", "edge_fpga", "round policies (server.policy)",
-                           "algorithms (algorithm.name)", "over_selection", "async", "fedpaq", "fedvote "})
+                           "algorithms (algorithm.name)", "over_selection", "async", "fedpaq", "fedvote ",
+                           "attacks (population[].attack.name)", "little_is_enough", "label_flip", "krum",
+                           "norm_clipping"})
     EXPECT_NE(list.find(name), std::string::npos) << name;
 }
 
