@@ -4,10 +4,13 @@
 #pragma once
 
 #include <armadillo>
+#include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "clients/local_training.h"
+#include "clients/optimizer.h"
 #include "core/data/dataset.h"
 #include "core/models/model.h"
 #include "core/wire/codec_link.h"
@@ -18,6 +21,7 @@ namespace fedsim {
 enum class UpdateContent {
   kDifference,  // x_local - x_received (FedPAQ)
   kWeights,     // x_local itself (FedVote: the stage binarizes tanh(k x))
+  kGradient,    // one minibatch gradient at x_received, no local step (fedsgd)
 };
 
 // Read-only context shared by all clients during a run.
@@ -27,6 +31,21 @@ struct ClientContext {
   LocalTrainingSettings training;
   UpdateContent content = UpdateContent::kDifference;
   std::uint64_t seed = 0;
+  // `client_optimizer:` with its settings and no state (null: plain SGD, the
+  // default); each client steps its own fresh() copy.
+  const Optimizer* optimizer = nullptr;
+  bool reset_optimizer_each_round = false;
+  // The uplink has a stage that needs the model's last movement (chb_censoring).
+  bool track_model_movement = false;
+};
+
+// What a client keeps between its rounds besides its codec link, owned by
+// the server next to the link (server/client_state.h lists it): its local
+// optimizer's state, and the last model it received when the uplink needs
+// the model's movement. Empty until the client's first round needs it.
+struct ClientMemory {
+  std::unique_ptr<Optimizer> optimizer;
+  arma::fvec last_model;
 };
 
 struct ClientRoundResult {
@@ -48,11 +67,13 @@ class SimClient {
 
   // `start_model` is the model decoded from the round's ModelDown, which
   // carried model version `model_version`; the update goes out through `link`.
+  // `memory` is this client's own (see ClientMemory).
   ClientRoundResult run_round(const ClientContext& ctx, std::uint32_t round, std::uint64_t model_version,
-                              const arma::fvec& start_model, CodecLink& link) const;
+                              const arma::fvec& start_model, CodecLink& link, ClientMemory& memory) const;
 
   std::uint32_t id() const { return id_; }
   std::size_t num_samples() const { return data_.size(); }
+  const IndexView& data() const { return data_; }
   Precision precision() const { return precision_; }
 
  private:

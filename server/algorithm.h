@@ -54,6 +54,9 @@ class Algorithm {
   // not fit this algorithm. Components owned by another algorithm are
   // rejected before this is called.
   virtual void check(const AlgorithmCheck& scenario) const { (void)scenario; }
+  // The round policy it runs under when it has its own (decentralized
+  // learning: "gossip"); empty: the scenario's `server.policy`.
+  virtual std::string policy() const { return {}; }
 };
 
 using AlgorithmRegistry = Registry<Algorithm, const Config&>;

@@ -36,6 +36,11 @@ struct RoundMetrics {
   // grid_j (the part of energy_j spent while plugged in, not from batteries).
   double server_j = 0.0;
   double grid_j = 0.0;
+  double sparsity = NAN;  // fraction of exact zeros in the global model at the close
+  // Decentralized runs (empty otherwise): mean over nodes of ||x_i - xbar||^2,
+  // and the training objective at xbar (mean training loss + regularizer).
+  double consensus_distance = NAN;
+  double objective = NAN;
 };
 
 class MetricsWriter {

@@ -1,0 +1,64 @@
+#include "server/decentralized.h"
+
+#include <cmath>
+#include <limits>
+
+namespace fedsim {
+
+DecentralizedAlgorithm::DecentralizedAlgorithm(const Config& settings, bool variance_reduced) : config_(settings) {
+  settings_.variance_reduced = variance_reduced;
+  settings_.l1 = settings.get_double("l1", 0.0, 0.0, 1e6);
+  if (variance_reduced)
+    settings_.snapshot_period = static_cast<std::size_t>(settings.get_int("snapshot_period", 10, 1, 1'000'000'000));
+  settings_.inverse_sqrt_step =
+      settings.get_choice("step_schedule", variance_reduced ? "constant" : "inverse_sqrt",
+                          {"constant", "inverse_sqrt"}) == "inverse_sqrt";
+}
+
+void DecentralizedAlgorithm::check(const AlgorithmCheck& s) const {
+  const std::int64_t n = s.root.get_int("clients", 1, 10'000'000);
+  const std::int64_t r = s.root.get_int("clients_per_round", 1, 10'000'000);
+  if (r != n)
+    s.root.fail("clients_per_round", "clients (" + std::to_string(n) + "): every node of a decentralized run takes "
+                "part in every iteration", std::to_string(r));
+  if (!s.uplink.is_plain_float32())
+    s.root.fail("uplink", "float32 (gossip sends whole models; compressed gossip such as CHOCO-gossip is not "
+                "implemented)", "'" + s.uplink.describe() + "'");
+  const auto seed = static_cast<std::uint64_t>(s.root.get_int("seed", 1, 0, std::numeric_limits<std::int64_t>::max()));
+  topology(static_cast<std::size_t>(n), seed, s.root.file());
+}
+
+void gossip_mix(const Topology& t, std::span<const arma::fvec> in, std::vector<arma::fvec>& out) {
+  const std::size_t n = t.nodes;
+  out.resize(n);
+  const std::size_t d = in.empty() ? 0 : in[0].n_elem;
+  arma::vec acc(d);
+  for (std::size_t i = 0; i < n; ++i) {
+    acc = t.mixing(i, i) * arma::conv_to<arma::vec>::from(in[i]);
+    for (std::uint32_t j : t.neighbours[i]) acc += t.mixing(i, j) * arma::conv_to<arma::vec>::from(in[j]);
+    out[i] = arma::conv_to<arma::fvec>::from(acc);
+  }
+}
+
+void soft_threshold(arma::fvec& x, double t) {
+  if (t <= 0.0) return;
+  const float tf = static_cast<float>(t);
+  for (float& v : x) {
+    const float shrunk = std::abs(v) - tf;
+    v = shrunk > 0.0f ? std::copysign(shrunk, v) : 0.0f;
+  }
+}
+
+namespace {
+
+FEDSIM_REGISTER(
+    AlgorithmRegistry, "dspg",
+    [](const Config& c) -> std::unique_ptr<Algorithm> { return std::make_unique<DecentralizedAlgorithm>(c, false); },
+    "DSPG: decentralized proximal SGD on a graph, no server (topology, mixing, l1)");
+FEDSIM_REGISTER(
+    AlgorithmRegistry, "dpsvrg",
+    [](const Config& c) -> std::unique_ptr<Algorithm> { return std::make_unique<DecentralizedAlgorithm>(c, true); },
+    "DPSVRG: decentralized proximal SVRG, snapshot every snapshot_period iterations, no server");
+
+}  // namespace
+}  // namespace fedsim
