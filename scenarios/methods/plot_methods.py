@@ -80,8 +80,8 @@ def qrda(runs, out):
 
 def ef_amsgrad(runs, out):
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
-    print("\n| method | final test accuracy | uplink Mbit / round | uplink bits / coordinate |")
-    print("|---|---:|---:|---:|")
+    print("\n| method | final test accuracy | rounds to 0.80 | rounds to 0.84 | uplink Mbit / round | uplink bits / coordinate |")
+    print("|---|---:|---:|---:|---:|---:|")
     for config in runs:
         r, acc = series(runs, config, "test_accuracy")
         rr, cum = series(runs, config, "cum_bytes_up")
@@ -90,7 +90,10 @@ def ef_amsgrad(runs, out):
         a.plot(r, acc, label=label(config))
         idx = np.searchsorted(rr, r)
         b.plot(8 * cum[np.minimum(idx, len(cum) - 1)], acc, label=label(config))
-        print(f"| {label(config)} | {acc[-1]:.4f} | {8 * up.mean() / 1e6:.3f} | {bits[-1]:.2f} |")
+        def first(t):
+            hit = np.nonzero(acc >= t)[0]
+            return str(r[hit[0]]) if len(hit) else "-"
+        print(f"| {label(config)} | {acc[-1]:.4f} | {first(0.80)} | {first(0.84)} | {8 * up.mean() / 1e6:.3f} | {bits[-1]:.2f} |")
     a.set_xlabel("round"); a.set_ylabel("test accuracy")
     b.set_xscale("log"); b.set_xlabel("cumulative uplink bits"); b.set_ylabel("test accuracy")
     b.legend(fontsize=7)
