@@ -13,6 +13,19 @@ DecentralizedAlgorithm::DecentralizedAlgorithm(const Config& settings, bool vari
   settings_.inverse_sqrt_step =
       settings.get_choice("step_schedule", variance_reduced ? "constant" : "inverse_sqrt",
                           {"constant", "inverse_sqrt"}) == "inverse_sqrt";
+  if (settings.has("gossip") && settings.raw("gossip").IsMap()) {
+    const Config gossip = settings.child("gossip");
+    const std::vector<std::string> keys = gossip.keys();
+    if (keys.size() != 1 || keys[0] != "choco")
+      settings.fail("gossip", "plain, or {choco: {gamma: g}}", keys.empty() ? "an empty map" : "'" + keys[0] + "'");
+    settings_.choco = true;
+    const Config choco = gossip.child("choco");
+    settings_.gamma = choco.get_double("gamma", 0.5, 0.0, 1.0);
+    if (!(settings_.gamma > 0.0)) choco.fail("gamma", "a consensus step in (0, 1]", "0");
+  } else {
+    const std::string scheme = settings.get_choice("gossip", "plain", {"plain", "choco"});
+    settings_.choco = scheme == "choco";
+  }
 }
 
 void DecentralizedAlgorithm::check(const AlgorithmCheck& s) const {
@@ -21,9 +34,9 @@ void DecentralizedAlgorithm::check(const AlgorithmCheck& s) const {
   if (r != n)
     s.root.fail("clients_per_round", "clients (" + std::to_string(n) + "): every node of a decentralized run takes "
                 "part in every iteration", std::to_string(r));
-  if (!s.uplink.is_plain_float32())
-    s.root.fail("uplink", "float32 (gossip sends whole models; compressed gossip such as CHOCO-gossip is not "
-                "implemented)", "'" + s.uplink.describe() + "'");
+  if (!settings_.choco && !s.uplink.is_plain_float32())
+    s.root.fail("uplink", "float32 for plain gossip (it sends whole models; compress with algorithm.gossip: "
+                "{choco: {gamma: g}}, which keeps the network average)", "'" + s.uplink.describe() + "'");
   const auto seed = static_cast<std::uint64_t>(s.root.get_int("seed", 1, 0, std::numeric_limits<std::int64_t>::max()));
   topology(static_cast<std::size_t>(n), seed, s.root.file());
 }
@@ -38,6 +51,15 @@ void gossip_mix(const Topology& t, std::span<const arma::fvec> in, std::vector<a
     for (std::uint32_t j : t.neighbours[i]) acc += t.mixing(i, j) * arma::conv_to<arma::vec>::from(in[j]);
     out[i] = arma::conv_to<arma::fvec>::from(acc);
   }
+}
+
+void choco_mix(const Topology& t, double gamma, std::span<const arma::fvec> decoded,
+               std::vector<arma::fvec>& public_copies, std::vector<arma::fvec>& x) {
+  for (std::size_t i = 0; i < t.nodes; ++i) public_copies[i] += decoded[i];
+  std::vector<arma::fvec> mixed;
+  gossip_mix(t, public_copies, mixed);
+  const float g = static_cast<float>(gamma);
+  for (std::size_t i = 0; i < t.nodes; ++i) x[i] += g * (mixed[i] - public_copies[i]);
 }
 
 void soft_threshold(arma::fvec& x, double t) {

@@ -21,9 +21,16 @@
 // inverse_sqrt for dspg, constant for dpsvrg. B: batch_size samples drawn
 // uniformly with replacement from the node's data (0: its whole data, so
 // DPSVRG's v_i is its full gradient). The gradient includes weight_decay x.
-// Needs clients_per_round = clients and the plain float32 uplink: gossip
-// sends whole models, and lossy compression of models without a scheme that
-// keeps the network average (CHOCO-gossip, not implemented) would not.
+// `gossip`: plain (default; the models themselves, which needs the float32
+// uplink: lossy compression of the models would move the network average) or
+// {choco: {gamma: 0.5}}: CHOCO-gossip (Koloskova, Stich, Jaggi, ICML 2019).
+// Node i keeps a public copy xhat_i (zero at first) that it and its
+// neighbours hold alike; after its proximal step to x_i it sends
+// q_i = Q(x_i - xhat_i) through the uplink pipeline (any stages), everyone
+// adds the decoded q_i to xhat_i, and x_i <- x_i + gamma sum_j W_ij (xhat_j - xhat_i).
+// As W is symmetric the last step keeps the average of the x_i exactly in
+// exact arithmetic, whatever Q. gamma in (0, 1].
+// Needs clients_per_round = clients.
 //
 // Gossip messages: node i serializes x_i as an UpdateUp through its codec
 // link (round = iteration) once and every neighbour receives those bytes; the
@@ -51,6 +58,8 @@ struct DecentralizedSettings {
   std::size_t snapshot_period = 10;
   double l1 = 0.0;
   bool inverse_sqrt_step = false;
+  bool choco = false;  // gossip: choco
+  double gamma = 0.5;  // CHOCO's consensus step
 };
 
 class DecentralizedAlgorithm final : public Algorithm {
@@ -78,6 +87,12 @@ class DecentralizedAlgorithm final : public Algorithm {
 // double in neighbour order: one gossip round. Preserves the average of the
 // inputs (W doubly stochastic) up to float rounding of the outputs.
 void gossip_mix(const Topology& topology, std::span<const arma::fvec> in, std::vector<arma::fvec>& out);
+
+// CHOCO-gossip's exchange, once every node i has sent q_i (`decoded`, what
+// its neighbours decoded): xhat_i += q_i, then x_i += gamma ((W xhat)_i - xhat_i).
+// Keeps the average of the x_i (W symmetric) up to float rounding.
+void choco_mix(const Topology& topology, double gamma, std::span<const arma::fvec> decoded,
+               std::vector<arma::fvec>& public_copies, std::vector<arma::fvec>& x);
 
 // prox of t ||.||_1: soft-thresholding, exact zeros where |x_i| <= t.
 void soft_threshold(arma::fvec& x, double t);

@@ -67,29 +67,12 @@ class GossipPolicy final : public RoundPolicy {
     m_.round = k;
     start_s_ = s.now_s();
 
-    // Gossip: each node's model goes out once as an UpdateUp through its
-    // link; its neighbours all receive those bytes (decoded once).
-    std::vector<arma::fvec> received(n);
-    std::vector<std::uint64_t> bytes(n);
-    for (std::uint32_t i = 0; i < n; ++i) {
-      UpdateHeader h;
-      h.client = i;
-      h.round = k;
-      h.base_version = k - 1;
-      h.num_samples = static_cast<std::uint32_t>(s.client_data(i).size());
-      Rng rng = Rng::derive(sc.seed, Stream::kUplink, {i, k});
-      const std::string message = s.link(i).send_update(h, {x_[i].memptr(), x_[i].n_elem}, rng);
-      bytes[i] = message.size();
-      received[i] = s.link(i).receive_update(message).vector;
-    }
-    std::vector<arma::fvec> mixed;
-    gossip_mix(topology_, received, mixed);
-
     const double alpha = sc.training.learning_rate / (set.inverse_sqrt_step ? std::sqrt(static_cast<double>(k)) : 1.0);
     const bool snapshot_now = set.variance_reduced && (k - 1) % set.snapshot_period == 0;
     double loss_sum = 0.0;
     std::vector<double> samples(n, 0.0);
-    arma::fvec g, gs;
+    std::vector<arma::fvec> v(n);  // each node's (variance-reduced) stochastic gradient at x_i
+    arma::fvec gs;
     std::vector<std::uint32_t> batch;
     for (std::uint32_t i = 0; i < n; ++i) {
       const IndexView& view = s.client_data(i);
@@ -107,15 +90,50 @@ class GossipPolicy final : public RoundPolicy {
         gradient(s, snapshot_[i], local, mu_[i]);
         samples[i] += static_cast<double>(view.size());
       }
-      loss_sum += gradient(s, x_[i], batch, g);
+      loss_sum += gradient(s, x_[i], batch, v[i]);
       samples[i] += static_cast<double>(b);
       if (set.variance_reduced) {
         gradient(s, snapshot_[i], batch, gs);
-        g = g - gs + mu_[i];
+        v[i] = v[i] - gs + mu_[i];
         samples[i] += static_cast<double>(b);
       }
-      x_[i] = mixed[i] - static_cast<float>(alpha) * g;
-      soft_threshold(x_[i], alpha * set.l1);
+    }
+
+    // Gossip: each node's message goes out once as an UpdateUp through its
+    // link; its neighbours all receive those bytes (decoded once).
+    std::vector<std::uint64_t> bytes(n);
+    const auto send = [&](std::uint32_t i, const arma::fvec& vector) {
+      UpdateHeader h;
+      h.client = i;
+      h.round = k;
+      h.base_version = k - 1;
+      h.num_samples = static_cast<std::uint32_t>(s.client_data(i).size());
+      Rng rng = Rng::derive(sc.seed, Stream::kUplink, {i, k});
+      const std::string message = s.link(i).send_update(h, {vector.memptr(), vector.n_elem}, rng);
+      bytes[i] = message.size();
+      return s.link(i).receive_update(message).vector;
+    };
+    if (!set.choco) {
+      // Plain: the models themselves (float32), mixed, then the proximal step.
+      std::vector<arma::fvec> received(n), mixed;
+      for (std::uint32_t i = 0; i < n; ++i) received[i] = send(i, x_[i]);
+      gossip_mix(topology_, received, mixed);
+      for (std::uint32_t i = 0; i < n; ++i) {
+        x_[i] = mixed[i] - static_cast<float>(alpha) * v[i];
+        soft_threshold(x_[i], alpha * set.l1);
+      }
+    } else {
+      // CHOCO-gossip: the proximal step, then the compressed difference to
+      // the node's public copy; every holder of a copy adds what was decoded.
+      if (public_.empty()) public_.assign(n, arma::fvec(x_[0].n_elem, arma::fill::zeros));
+      std::vector<arma::fvec> decoded(n);
+      for (std::uint32_t i = 0; i < n; ++i) {
+        x_[i] -= static_cast<float>(alpha) * v[i];
+        soft_threshold(x_[i], alpha * set.l1);
+        const arma::fvec difference = x_[i] - public_[i];
+        decoded[i] = send(i, difference);
+      }
+      choco_mix(topology_, set.gamma, decoded, public_, x_);
     }
 
     // The network and device models: degree copies of its message up, its
@@ -168,6 +186,7 @@ class GossipPolicy final : public RoundPolicy {
   const DecentralizedAlgorithm* algorithm_ = nullptr;
   Topology topology_;
   std::vector<arma::fvec> x_, snapshot_, mu_;
+  std::vector<arma::fvec> public_;  // CHOCO: the public copies xhat_i every neighbour holds
   std::vector<std::uint32_t> all_;
   std::vector<RoundCost> costs_;
   RoundMetrics m_;

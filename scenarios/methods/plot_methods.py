@@ -139,20 +139,21 @@ def dpsvrg(runs, out):
     _, fref = series(runs, ref[0], "objective")
     fstar = fref[-1]
     print(f"\nF* (reference: centralized proximal gradient descent, mean over seeds) = {fstar:.9g}")
-    print("\n| method | F - F* at 10 | at 100 | at 1000 | at 2000 | slope, iterations 10-300 (log-log) | iterations to F - F* < 1e-3 | final consensus distance |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| method | F - F* at 10 | at 100 | at 1000 | at 2000 | slope, iterations 10-300 (log-log) | iterations to F - F* < 1e-3 | final consensus distance | gossip MB per iteration |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for i, config in enumerate(c for c in runs if "reference" not in c):
         r, obj = series(runs, config, "objective")
         _, cd = series(runs, config, "consensus_distance")
+        _, up = series(runs, config, "bytes_up")
         sub = np.maximum(obj - fstar, 1e-9)
-        a.loglog(r, sub, label=label(config), ls="-" if "dirichlet" not in config else "--",
+        a.loglog(r, sub, label=label(config), ls="--" if "dirichlet" in config else (":" if "choco" in config else "-"),
                  color=plt.get_cmap("tab10").colors[i])
         window = (r >= 10) & (r <= 300)
         slope = np.polyfit(np.log(r[window]), np.log(sub[window]), 1)[0]
         at = lambda k: f"{sub[np.searchsorted(r, k)]:.2e}" if k <= r[-1] else "-"
         hit = np.nonzero(sub < 1e-3)[0]
         print(f"| {label(config)} | {at(10)} | {at(100)} | {at(1000)} | {at(2000)} | {slope:.2f} | "
-              f"{r[hit[0]] if len(hit) else '-'} | {cd[-1]:.2e} |")
+              f"{r[hit[0]] if len(hit) else '-'} | {cd[-1]:.2e} | {up.mean() / 1e6:.4f} |")
     k = np.array([10.0, 2000.0])
     a.loglog(k, 0.3 * (k / k[0]) ** -1.0, "k:", lw=0.8, label="slope -1")
     a.loglog(k, 0.3 * (k / k[0]) ** -0.5, "k-.", lw=0.8, label="slope -1/2")

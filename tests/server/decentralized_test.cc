@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/base/errors.h"
+#include "core/compression/pipeline.h"
 #include "core/models/model.h"
 #include "server/decentralized.h"
 #include "server/scenario.h"
@@ -114,6 +115,62 @@ TEST(Gossip, PreservesTheAverageToFloatRounding) {
   EXPECT_LT(spread, 1e-6 * spread0);  // and it reaches consensus
 }
 
+TEST(ChocoGossip, KeepsTheAverageWithLossyMessagesAndReachesConsensus) {
+  // QSGD-compressed differences to the public copies: W symmetric keeps the
+  // average exactly in exact arithmetic; float32 rounding of the n outputs
+  // moves it by about 1e-7 per round: tolerance 1e-5 of the largest
+  // magnitude after 300 rounds.
+  const Topology t = graph("{topology: {torus: {rows: 3}}}", 12);
+  const PipelineSpec spec =
+      PipelineSpec::parse(Config::parse_string("uplink: [{qsgd: {levels: 15}}]", "q.yaml"), "uplink");
+  const std::size_t d = 200;
+  std::vector<std::unique_ptr<Compressor>> codecs;
+  for (std::size_t i = 0; i < 12; ++i) codecs.push_back(spec.make(d, {Layer{"all", 0, d}}, i));
+  arma::arma_rng::set_seed(11);
+  std::vector<arma::fvec> x(12), copies(12, arma::fvec(d, arma::fill::zeros)), decoded(12, arma::fvec(d));
+  for (auto& v : x) v = arma::randn<arma::fvec>(d);
+  const auto average = [&] {
+    arma::vec m(d, arma::fill::zeros);
+    for (const auto& v : x) m += arma::conv_to<arma::vec>::from(v);
+    return arma::vec(m / 12.0);
+  };
+  const auto spread = [&](const arma::vec& m) {
+    double s = 0.0;
+    for (const auto& v : x) s += arma::accu(arma::square(arma::conv_to<arma::vec>::from(v) - m));
+    return s / 12.0;
+  };
+  const arma::vec mean0 = average();
+  const double spread0 = spread(mean0);
+  Rng rng(5);
+  Bytes bytes;
+  for (int round = 0; round < 300; ++round) {
+    for (std::size_t i = 0; i < 12; ++i) {
+      const arma::fvec difference = x[i] - copies[i];
+      bytes.clear();
+      codecs[i]->encode({difference.memptr(), d}, rng, bytes, {decoded[i].memptr(), d});
+    }
+    choco_mix(t, 0.3, decoded, copies, x);
+  }
+  const arma::vec mean = average();
+  EXPECT_LT(arma::abs(mean - mean0).max(), 1e-5 * (3.0 + arma::abs(mean0).max()));
+  EXPECT_LT(spread(mean), 1e-4 * spread0);
+}
+
+TEST(ChocoGossip, CompressedDecentralizedRunSendsFewerBytes) {
+  const std::string base =
+      "data: {source: synthetic_classification, train_samples: 600, test_samples: 100, dim: 10, classes: 2}\n"
+      "model: {name: softmax_regression}\nclients: 6\nclients_per_round: 6\nrounds: 30\nbatch_size: 8\n"
+      "learning_rate: 0.2\noutput: {progress: false}\n";
+  const Scenario sp = parse_scenario(base + "algorithm: {name: dpsvrg, topology: ring}\n", "p.yaml");
+  const Scenario sc = parse_scenario(base + "algorithm: {name: dpsvrg, topology: ring, gossip: {choco: {gamma: 0.4}}}\n"
+                                            "uplink: [{qsgd: {levels: 7, coding: fixed}}]\n", "c.yaml");
+  Simulation plain(sp), choco(sc);
+  const RunSummary p = plain.run(), c = choco.run();
+  EXPECT_LT(c.bytes_up * 3, p.bytes_up);
+  EXPECT_LT(c.rounds.back().objective, c.rounds.front().objective);
+  EXPECT_LT(c.rounds.back().objective, p.rounds.back().objective + 0.05);
+}
+
 const std::string kDecentralized =
     "data: {source: synthetic_classification, train_samples: 600, test_samples: 100, dim: 10, classes: 2, "
     "separation: 1}\n"
@@ -196,7 +253,9 @@ TEST(Decentralized, BadKeysAreClearErrors) {
   const std::string base = "data: {source: synthetic_classification, train_samples: 300, test_samples: 50, dim: 5, "
                            "classes: 2}\nclients: 6\nrounds: 2\noutput: {progress: false}\n";
   expect_input_error(base + "clients_per_round: 3\nalgorithm: {name: dspg}\n", "clients_per_round");
-  expect_input_error(base + "clients_per_round: 6\nalgorithm: {name: dspg}\nuplink: [qsgd]\n", "CHOCO");
+  expect_input_error(base + "clients_per_round: 6\nalgorithm: {name: dspg}\nuplink: [qsgd]\n", "choco");
+  expect_input_error(base + "clients_per_round: 6\nalgorithm: {name: dspg, gossip: {choco: {gamma: 0}}}\n", "gamma");
+  expect_input_error(base + "clients_per_round: 6\nalgorithm: {name: dspg, gossip: {push_sum: {}}}\n", "push_sum");
   expect_input_error(base + "clients_per_round: 6\nalgorithm: {name: dspg}\nserver: {policy: wait_all}\n", "policy");
   expect_input_error(base + "clients_per_round: 6\nserver: {policy: gossip}\n", "decentralized algorithm");
   expect_input_error(base + "clients_per_round: 6\nalgorithm: {name: dpsvrg, topology: {erdos_renyi: {p: 0}}}\n",
