@@ -5,6 +5,10 @@
 
 namespace fedsim {
 
+namespace {
+constexpr std::int64_t kMaxNodes = 4096;  // W is a dense n x n matrix of doubles (128 MiB at 4096)
+}  // namespace
+
 DecentralizedAlgorithm::DecentralizedAlgorithm(const Config& settings, bool variance_reduced) : config_(settings) {
   settings_.variance_reduced = variance_reduced;
   settings_.l1 = settings.get_double("l1", 0.0, 0.0, 1e6);
@@ -30,6 +34,9 @@ DecentralizedAlgorithm::DecentralizedAlgorithm(const Config& settings, bool vari
 
 void DecentralizedAlgorithm::check(const AlgorithmCheck& s) const {
   const std::int64_t n = s.root.get_int("clients", 1, 10'000'000);
+  if (n > kMaxNodes)
+    s.root.fail("clients", "at most " + std::to_string(kMaxNodes) + " clients for a decentralized run (the mixing "
+                "matrix is dense)", std::to_string(n));
   const std::int64_t r = s.root.get_int("clients_per_round", 1, 10'000'000);
   if (r != n)
     s.root.fail("clients_per_round", "clients (" + std::to_string(n) + "): every node of a decentralized run takes "

@@ -30,7 +30,7 @@
 // adds the decoded q_i to xhat_i, and x_i <- x_i + gamma sum_j W_ij (xhat_j - xhat_i).
 // As W is symmetric the last step keeps the average of the x_i exactly in
 // exact arithmetic, whatever Q. gamma in (0, 1].
-// Needs clients_per_round = clients.
+// Needs clients_per_round = clients, at most 4096 of them (W is dense).
 //
 // Gossip messages: node i serializes x_i as an UpdateUp through its codec
 // link (round = iteration) once and every neighbour receives those bytes; the

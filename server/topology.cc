@@ -31,6 +31,8 @@ std::string resolve(const std::string& scenario_file, const std::string& file) {
 }
 
 Edges read_edge_list(const Config& settings, const std::string& path, std::size_t n) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) settings.fail("file", "an edge list file", "'" + path + "' (no such file)");
   std::ifstream in(path);
   if (!in) settings.fail("file", "a readable edge list file", "'" + path + "' (cannot open)");
   Edges edges;
@@ -51,6 +53,9 @@ Edges read_edge_list(const Config& settings, const std::string& path, std::size_
 }
 
 arma::mat read_matrix(const Config& settings, const std::string& path, std::size_t n) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    settings.fail("file", "a mixing matrix file", "'" + path + "' (no such file)");
   std::ifstream in(path);
   if (!in) settings.fail("file", "a readable mixing matrix file", "'" + path + "' (cannot open)");
   arma::mat w(n, n, arma::fill::zeros);
