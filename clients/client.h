@@ -4,11 +4,14 @@
 #pragma once
 
 #include <armadillo>
+#include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "clients/attack.h"
 #include "clients/local_training.h"
+#include "clients/optimizer.h"
 #include "core/data/dataset.h"
 #include "core/models/model.h"
 #include "core/wire/codec_link.h"
@@ -19,6 +22,7 @@ namespace fedsim {
 enum class UpdateContent {
   kDifference,  // x_local - x_received (FedPAQ)
   kWeights,     // x_local itself (FedVote: the stage binarizes tanh(k x))
+  kGradient,    // one minibatch gradient at x_received, no local step (fedsgd)
 };
 
 // Read-only context shared by all clients during a run.
@@ -31,6 +35,21 @@ struct ClientContext {
   // The training set with flipped labels (clients/attack.h), for clients whose
   // attack flips labels; null when no client does.
   const Dataset* flipped_train = nullptr;
+  // `client_optimizer:` with its settings and no state (null: plain SGD, the
+  // default); each client steps its own fresh() copy.
+  const Optimizer* optimizer = nullptr;
+  bool reset_optimizer_each_round = false;
+  // The uplink has a stage that needs the model's last movement (chb_censoring).
+  bool track_model_movement = false;
+};
+
+// What a client keeps between its rounds besides its codec link, owned by
+// the server next to the link (server/client_state.h lists it): its local
+// optimizer's state, and the last model it received when the uplink needs
+// the model's movement. Empty until the client's first round needs it.
+struct ClientMemory {
+  std::unique_ptr<Optimizer> optimizer;
+  arma::fvec last_model;
 };
 
 struct ClientRoundResult {
@@ -41,9 +60,10 @@ struct ClientRoundResult {
 // A client's local round before it speaks: the message an honest client
 // would send, and the header fields it would report.
 struct LocalRound {
-  arma::fvec message;  // difference or weights (ClientContext::content), before the uplink pipeline
+  arma::fvec message;  // difference, weights or gradient (ClientContext::content), before the uplink pipeline
   double mean_loss = 0.0;
   double macs = 0.0;
+  double movement_sq = NAN;  // ||x_t - x_{t-1}||^2 when the uplink needs it (chb_censoring); NaN: unknown
 };
 
 // Contract: run_round() of different clients may run concurrently; one
@@ -63,12 +83,14 @@ class SimClient {
   // `start_model` is the model decoded from the round's ModelDown, which
   // carried model version `model_version`; the update goes out through `link`.
   // train() then send(); for a colluding attacker the caller runs the two
-  // apart and hands send() the colluders' statistics.
+  // apart and hands send() the colluders' statistics. `memory` is this
+  // client's own (see ClientMemory).
   ClientRoundResult run_round(const ClientContext& ctx, std::uint32_t round, std::uint64_t model_version,
-                              const arma::fvec& start_model, CodecLink& link) const;
-  // Local SGD from `start_model` (an attacker that flips labels trains on
+                              const arma::fvec& start_model, CodecLink& link, ClientMemory& memory) const;
+  // Local training from `start_model` (an attacker that flips labels trains on
   // ctx.flipped_train): the honest message.
-  LocalRound train(const ClientContext& ctx, std::uint32_t round, const arma::fvec& start_model) const;
+  LocalRound train(const ClientContext& ctx, std::uint32_t round, const arma::fvec& start_model,
+                   ClientMemory& memory) const;
   // Applies the attack (if any) to the message and sends it through `link`.
   // `colluders` is required (non-null) exactly when the attack colludes.
   ClientRoundResult send(const ClientContext& ctx, std::uint32_t round, std::uint64_t model_version, LocalRound local,
@@ -76,6 +98,7 @@ class SimClient {
 
   std::uint32_t id() const { return id_; }
   std::size_t num_samples() const { return data_.size(); }
+  const IndexView& data() const { return data_; }
   Precision precision() const { return precision_; }
   const Attack* attack() const { return attack_; }
   bool colludes() const { return attack_ && attack_->colludes(); }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "clients/optimizer.h"
 #include "clients/quantized_compute.h"
 
 namespace fedsim {
@@ -12,7 +13,8 @@ constexpr std::uint64_t kQuantizationPurpose = 0x5a69704d4cULL;  // "ZipML"
 }  // namespace
 
 LocalTrainingResult run_local_sgd(const Model& model, const Dataset& data, const IndexView& view,
-                                  const LocalTrainingSettings& settings, arma::fvec& params, Rng& rng) {
+                                  const LocalTrainingSettings& settings, arma::fvec& params, Rng& rng,
+                                  Optimizer* optimizer) {
   LocalTrainingResult result;
   if (view.empty() || settings.local_steps == 0) return result;
   const std::size_t batch = settings.batch_size == 0 ? view.size() : std::min(settings.batch_size, view.size());
@@ -39,7 +41,10 @@ LocalTrainingResult run_local_sgd(const Model& model, const Dataset& data, const
     }
     loss_sum += compute.loss_and_gradient(params, data, batch_indices, quantization_rng, grad);
     if (settings.weight_decay > 0.0) grad += static_cast<float>(settings.weight_decay) * params;
-    params -= static_cast<float>(settings.learning_rate) * grad;
+    if (optimizer)
+      optimizer->step(params, grad, settings.learning_rate);
+    else
+      params -= static_cast<float>(settings.learning_rate) * grad;
     result.samples_processed += batch;
   }
   result.mean_loss = loss_sum / static_cast<double>(settings.local_steps);

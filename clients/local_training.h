@@ -9,7 +9,10 @@
 #include "core/models/model.h"
 #include "core/base/rng.h"
 
+
 namespace fedsim {
+
+class Optimizer;  // clients/optimizer.h
 
 struct LocalTrainingSettings {
   std::size_t local_steps = 1;   // tau
@@ -27,13 +30,16 @@ struct LocalTrainingResult {
   std::uint64_t samples_processed = 0;
 };
 
-// Runs `local_steps` SGD steps on data[view], updating params in place.
+// Runs `local_steps` steps on data[view], updating params in place: plain
+// SGD (x <- x - learning_rate g) when `optimizer` is null, else
+// optimizer->step(params, g, learning_rate), whose state carries over.
 // Minibatches are drawn without replacement, reshuffling when the view is
 // exhausted (epoch order from rng). Thread-safe across calls with different params.
 // Below fp32, the stochastic rounding draws from a generator split off rng
 // (seeded from a copy's next output), so the minibatch order does not depend
 // on the precision and rng advances exactly as at fp32.
 LocalTrainingResult run_local_sgd(const Model& model, const Dataset& data, const IndexView& view,
-                                  const LocalTrainingSettings& settings, arma::fvec& params, Rng& rng);
+                                  const LocalTrainingSettings& settings, arma::fvec& params, Rng& rng,
+                                  Optimizer* optimizer = nullptr);
 
 }  // namespace fedsim

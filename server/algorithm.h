@@ -12,10 +12,12 @@
 // quantizers and vote aggregator) are declared by it, so that every other
 // algorithm rejects them with a message naming the algorithm they need.
 //
-// What is coming plugs in here: server optimizers applied to the aggregate
-// (the aggregator's output is a pseudo-gradient), attacker clients (an
-// UpdateContent transform on the client), decentralized learning (an
-// algorithm whose policy has no server round).
+// Server optimizers apply to the aggregate of every algorithm whose updates
+// are differences or gradients (clients/optimizer.h; `fedsgd` sends
+// gradients); decentralized learning (`dspg`, `dpsvrg`) is an algorithm that
+// brings its own round policy, without a server (server/decentralized.h).
+// What is coming plugs in here too: attacker clients (an UpdateContent
+// transform on the client).
 #pragma once
 
 #include <memory>
@@ -54,6 +56,9 @@ class Algorithm {
   // not fit this algorithm. Components owned by another algorithm are
   // rejected before this is called.
   virtual void check(const AlgorithmCheck& scenario) const { (void)scenario; }
+  // The round policy it runs under when it has its own (decentralized
+  // learning: "gossip"); empty: the scenario's `server.policy`.
+  virtual std::string policy() const { return {}; }
 };
 
 using AlgorithmRegistry = Registry<Algorithm, const Config&>;

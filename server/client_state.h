@@ -15,10 +15,13 @@
 // |                                       |   up to (server/radio_model.h)                    |   radio has a tail, else 0  |
 // | Server (this file)                    | ClientState: busy until, in flight                | 16                          |
 // | SimClient (clients/client.h)          | id, precision, data view, attack                  | 40 + 4 per local sample     |
+// | ClientMemory (clients/client.h)       | client_optimizer state (momentum: 4 dim, adagrad: | 0 until first used          |
+// |                                       |   4 dim (+8 dim rda), adam: 8 dim, amsgrad 12 dim)|                             |
+// |                                       |   and, with chb_censoring, the last model, 4 dim  |                             |
 // | CodecLink (core/wire/codec_link.h)    | spec pointer, id, both uplink ends (created on    | 32 + stage state            |
 // |                                       |   first use)                                      |                             |
 // | stage state, per end, once created    | error_feedback: residual, 4 dim                   |                             |
-// |                                       | censoring: last sent vector, 4 dim                |                             |
+// |                                       | censoring, chb_censoring: last sent vector, 4 dim |                             |
 // |                                       | predictive_coding: history, 4 dim per kept step   |                             |
 // |                                       | hadamard_rotation, quantizers, zstd: none beyond  |                             |
 // |                                       |   scratch buffers                                 |                             |

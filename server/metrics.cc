@@ -23,7 +23,9 @@ std::vector<std::string> MetricsWriter::columns(const std::vector<std::string>& 
                              "tx_j",       "rx_j",       "idle_j",           "dropped_deadline", "dropped_offline",
                              "dropped_battery", "round_time_s", "uplink_bits_per_coord", "rejected", "censored"};
   for (const auto& n : class_names) c.push_back("energy_j_" + n);
-  for (const char* n : {"promotion_j", "tail_j", "server_j", "grid_j", "dropped_network", "attackers"}) c.push_back(n);
+  for (const char* n : {"promotion_j", "tail_j", "server_j", "grid_j", "sparsity", "consensus_distance", "objective",
+                        "dropped_network", "attackers"})
+    c.push_back(n);
   return c;
 }
 
@@ -61,7 +63,9 @@ void MetricsWriter::write(const RoundMetrics& m) {
                                   std::to_string(m.rejected),
                                   std::to_string(m.censored)};
   for (double e : m.class_energy_j) values.push_back(number(e));
-  for (double e : {m.energy.promotion_j, m.energy.tail_j, m.server_j, m.grid_j}) values.push_back(number(e));
+  for (double e : {m.energy.promotion_j, m.energy.tail_j, m.server_j, m.grid_j, m.sparsity, m.consensus_distance,
+                   m.objective})
+    values.push_back(number(e));
   values.push_back(std::to_string(m.dropped_network));
   values.push_back(std::to_string(m.attackers));
   for (std::size_t i = 0; i < values.size(); ++i) csv_ << (i ? "," : "") << values[i];

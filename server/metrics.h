@@ -34,9 +34,14 @@ struct RoundMetrics {
   // After the class columns: promotion_j, tail_j (in energy; part of energy_j)
   // server_j (the server's own energy, server_energy:, not in energy_j) and
   // grid_j (the part of energy_j spent while plugged in, not from batteries),
-  // then dropped_network.
+  // then sparsity, consensus_distance, objective, dropped_network, attackers.
   double server_j = 0.0;
   double grid_j = 0.0;
+  double sparsity = NAN;  // fraction of exact zeros in the global model at the close
+  // Decentralized runs (empty otherwise): mean over nodes of ||x_i - xbar||^2,
+  // and the training objective at xbar (mean training loss + regularizer).
+  double consensus_distance = NAN;
+  double objective = NAN;
   std::uint64_t dropped_network = 0;  // lost to network faults: the model or the update given up
   // Updates of Byzantine clients (population `attack:`) handed to the
   // aggregator this round (what the aggregator then makes of them is its own).

@@ -4,6 +4,7 @@
 #include <sstream>
 #include <thread>
 
+#include "clients/optimizer.h"
 #include "core/data/data_source.h"
 #include "core/base/errors.h"
 #include "core/models/model.h"
@@ -71,12 +72,38 @@ Scenario parse_scenario(const std::string& yaml_text, const std::string& file,
   s.training.weight_decay = root.get_double("weight_decay", 0.0, 0.0, 1e6);
   s.server_learning_rate = root.get_double("server_learning_rate", 1.0, 0.0, 1e6);
 
+  s.server_optimizer = root.child("server_optimizer");
+  s.server_optimizer_name = registered_name<OptimizerRegistry>(s.server_optimizer, "name", "sgd");
+  make_optimizer(s.server_optimizer);
+  s.client_optimizer = root.child("client_optimizer");
+  s.client_optimizer_name = registered_name<OptimizerRegistry>(s.client_optimizer, "name", "sgd");
+  make_optimizer(s.client_optimizer);
+  s.reset_client_optimizer = s.client_optimizer.get_bool("reset_each_round", false);
+  if (s.algorithm->update_content() == UpdateContent::kWeights && s.server_optimizer_name != "sgd")
+    s.server_optimizer.fail("name", "sgd (algorithm " + s.algorithm_name + " sends " +
+                                        s.algorithm->describe_updates() + ", not a pseudo-gradient)",
+                            "'" + s.server_optimizer_name + "'");
+
   s.uplink = PipelineSpec::parse(root, "uplink");
   s.downlink = PipelineSpec::parse(root, "downlink");
+  const std::vector<std::string> uplink_stages = s.uplink.stage_names();
+  for (std::size_t i = 1; i < uplink_stages.size(); ++i)
+    if (uplink_stages[i] == "chb_censoring")
+      root.fail("uplink", "chb_censoring as the first stage (it is told the model's movement)",
+                "it at position " + std::to_string(i + 1));
   check_algorithm_components(s, root);
 
   s.server = root.child("server");
-  s.policy_name = registered_name<RoundPolicyRegistry>(s.server, "policy", "wait_all");
+  if (const std::string own = s.algorithm->policy(); !own.empty()) {
+    // An algorithm with its own schedule (no server rounds): no other policy.
+    const std::string named = s.server.get_string("policy", own);
+    if (named != own)
+      s.server.fail("policy", "'" + own + "' (algorithm " + s.algorithm_name + " runs without a server) or no policy",
+                    "'" + named + "'");
+    s.policy_name = own;
+  } else {
+    s.policy_name = registered_name<RoundPolicyRegistry>(s.server, "policy", "wait_all");
+  }
   if (!s.make_policy()->broadcasts_to_all() && !s.downlink.is_plain_float32())
     throw InputError(s.file + ": downlink: compression of the downlink needs a synchronous server policy "
                      "(the broadcast memory assumes every client sees every round's model)");

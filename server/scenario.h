@@ -42,6 +42,14 @@ struct Scenario {
   LocalTrainingSettings training;
   double server_learning_rate = 1.0;
   bool weight_by_samples = true;
+  // `server_optimizer:` / `client_optimizer:` (name + the optimizer's keys,
+  // clients/optimizer.h); validated at load. sgd (the default) on the server
+  // is the aggregator's own x <- x + server_learning_rate * aggregate.
+  Config server_optimizer;
+  Config client_optimizer;
+  std::string server_optimizer_name = "sgd";
+  std::string client_optimizer_name = "sgd";
+  bool reset_client_optimizer = false;  // client_optimizer.reset_each_round
 
   PipelineSpec uplink;
   PipelineSpec downlink;

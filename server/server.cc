@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/base/blas_threads.h"
+#include "clients/optimizer.h"
 #include "core/base/errors.h"
 #include "server/algorithm.h"
 #include "server/client_pool.h"
@@ -36,6 +37,8 @@ Server::Server(const Scenario& scenario) : scenario_(scenario) {
   payload_accounting_ =
       scenario.root.child("accounting").get_choice("message_bits", "wire", {"wire", "payload"}) == "payload";
   round_deadline_s_ = scenario.make_policy()->round_deadline_s();
+  if (scenario.server_optimizer_name != "sgd") server_optimizer_ = make_optimizer(scenario.server_optimizer);
+  if (scenario.client_optimizer_name != "sgd") client_optimizer_ = make_optimizer(scenario.client_optimizer);
   for (std::size_t k = 0; k < population_->num_classes(); ++k) {
     const ClientClass& cls = population_->client_class(k);
     if (cls.frequency == FrequencyChoice::kEnergyAware && !std::isfinite(round_deadline_s_))
@@ -70,6 +73,7 @@ Server::Server(const Scenario& scenario) : scenario_(scenario) {
   codec_ = CodecSpec{scenario.uplink, scenario.downlink, params_.n_elem, model_->layers(), scenario.seed};
   links_.reserve(clients_.size());
   for (std::uint32_t i = 0; i < clients_.size(); ++i) links_.emplace_back(codec_, i);
+  memories_.resize(clients_.size());
   downlink_ = std::make_unique<BroadcastLink>(codec_);
 
   client_ctx_.model = model_.get();
@@ -78,6 +82,10 @@ Server::Server(const Scenario& scenario) : scenario_(scenario) {
   client_ctx_.content = scenario.algorithm->update_content();
   client_ctx_.seed = scenario.seed;
   check_attacks();
+  client_ctx_.optimizer = client_optimizer_.get();
+  client_ctx_.reset_optimizer_each_round = scenario.reset_client_optimizer;
+  const std::vector<std::string> uplink_stages = scenario.uplink.stage_names();
+  client_ctx_.track_model_movement = !uplink_stages.empty() && uplink_stages.front() == "chb_censoring";
 
   std::size_t threads = scenario.threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
@@ -219,11 +227,12 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
           Flight& f = flights[i];
           const SimClient& client = clients_[f.client];
           if (client.colludes()) {
-            held[i] = client.train(client_ctx_, f.round, model.model);
+            held[i] = client.train(client_ctx_, f.round, model.model, memories_[f.client]);
             f.macs = held[i].macs;
             return;
           }
-          ClientRoundResult r = client.run_round(client_ctx_, f.round, version, model.model, links_[f.client]);
+          ClientRoundResult r =
+              client.run_round(client_ctx_, f.round, version, model.model, links_[f.client], memories_[f.client]);
           f.update = std::move(r.update_bytes);
           f.macs = r.macs;
         },
@@ -305,7 +314,17 @@ void Server::aggregate(std::vector<Accepted> accepted, RoundMetrics& m) {
     loss_sum += r.header.train_loss;
     wire_bits += 8ULL * r.wire_bytes;
   }
-  aggregator_->apply(updates, scenario_.server_learning_rate, params_);
+  const bool gradients = client_ctx_.content == UpdateContent::kGradient;
+  if (!server_optimizer_) {
+    // sgd: the aggregator steps itself (x + eta_s * mean difference, or x - eta_s * mean gradient).
+    aggregator_->apply(updates, gradients ? -scenario_.server_learning_rate : scenario_.server_learning_rate, params_);
+  } else if (!updates.empty()) {
+    // FedOpt: the aggregate as a pseudo-gradient, g = -(mean difference) or the mean gradient.
+    arma::fvec aggregate(dim, arma::fill::zeros);
+    aggregator_->apply(updates, 1.0, aggregate);
+    if (!gradients) aggregate = -aggregate;
+    server_optimizer_->step(params_, aggregate, scenario_.server_learning_rate);
+  }
   m.clients = updates.size();
   if (updates.empty()) return;
   ++version_;
@@ -323,6 +342,7 @@ void Server::close_round(RoundMetrics& m, bool last) {
     summary_.final_accuracy = e.accuracy;
     summary_.final_loss = e.loss;
   }
+  m.sparsity = static_cast<double>(arma::accu(params_ == 0.0f)) / static_cast<double>(params_.n_elem);
   // Tails running up to the close may exhaust batteries: those clients left in this round too.
   const std::size_t exhausted_before_tails = ledger_->num_exhausted();
   ledger_->charge_tails(static_cast<std::uint32_t>(m.round), clock_.now_s());
@@ -341,6 +361,8 @@ void Server::close_round(RoundMetrics& m, bool last) {
   summary_.rounds.push_back(m);
   if (on_round_) on_round_(m);
 }
+
+RoundCost Server::cost_of(std::uint32_t client, const RoundWork& work) { return ledger_->round_cost(client, work); }
 
 void Server::charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s,
                     double at_s) {

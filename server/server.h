@@ -32,7 +32,8 @@
 
 namespace fedsim {
 
-class ClientPool;  // server/client_pool.h (keeps Boost.Asio out of this header)
+class ClientPool;  // server/client_pool.h
+class Optimizer;   // clients/optimizer.h (keeps Boost.Asio out of this header)
 
 struct RunSummary {
   std::vector<RoundMetrics> rounds;
@@ -153,6 +154,16 @@ class Server {
   void charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s, double at_s);
   void record(const Flight& flight, std::uint32_t round, bool aggregated);
 
+  // For decentralized policies (server/gossip_policy.cc), which keep one
+  // model per node: the model, each client's data and link, the network and
+  // device models' account of a node's iteration, and the model that rounds
+  // report (the nodes' average).
+  const Model& model() const { return *model_; }
+  const IndexView& client_data(std::uint32_t client) const { return clients_.at(client).data(); }
+  CodecLink& link(std::uint32_t client) { return links_.at(client); }
+  RoundCost cost_of(std::uint32_t client, const RoundWork& work);
+  void set_model(const arma::fvec& params) { params_ = params; }
+
   void set_round_sink(std::function<void(const RoundMetrics&)> sink) { on_round_ = std::move(sink); }
   RunSummary& summary() { return summary_; }
   double model_math_s() const { return model_math_s_; }
@@ -182,6 +193,9 @@ class Server {
   std::vector<ClientState> states_;
   CodecSpec codec_;
   std::vector<CodecLink> links_;
+  std::vector<ClientMemory> memories_;  // each client's optimizer state, last model (clients/client.h)
+  std::unique_ptr<Optimizer> server_optimizer_;  // null: sgd, the aggregator's own step
+  std::unique_ptr<Optimizer> client_optimizer_;  // prototype; null: plain SGD
   std::unique_ptr<BroadcastLink> downlink_;
   ClientContext client_ctx_;
   std::unique_ptr<Dataset> flipped_train_;  // shares data_.train's samples (clients/attack.h)

@@ -33,6 +33,7 @@ class Simulation {
   const arma::fvec& model_params() const { return server_->model_params(); }
   std::size_t num_params() const { return server_->num_params(); }
   const DataSplit& data() const { return server_->data(); }
+  const IndexView& client_data(std::uint32_t client) const { return server_->client_data(client); }
   // Every client round of the run (sync policies: per round, by client id;
   // async: in arrival order).
   const std::vector<ArrivalRecord>& trace() const { return server_->trace(); }

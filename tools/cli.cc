@@ -21,6 +21,7 @@
 
 #include "clients/attack.h"
 #include "clients/device_profile.h"
+#include "clients/optimizer.h"
 #include "server/radio_model.h"
 #include "core/compression/compressor.h"
 #include "core/data/data_source.h"
@@ -243,6 +244,7 @@ int cmd_list() {
   list_registry(out, "algorithms (algorithm.name)", AlgorithmRegistry::instance());
   list_registry(out, "round policies (server.policy)", RoundPolicyRegistry::instance());
   list_registry(out, "aggregators (aggregator.name)", AggregatorRegistry::instance());
+  list_registry(out, "optimizers (server_optimizer.name, client_optimizer.name)", OptimizerRegistry::instance());
   list_registry(out, "device profiles (population[].profile)", DeviceProfileRegistry::instance());
   list_registry(out, "radio models (population[].link.radio.model)", RadioModelRegistry::instance());
   list_registry(out, "attacks (population[].attack.name)", AttackRegistry::instance());

@@ -44,6 +44,11 @@ class Compressor {
   // vector (a censoring stage skipped and the result repeats the last one).
   // Stages that wrap another forward to it. Sets UpdateUp.skipped.
   virtual bool last_skipped() const { return false; }
+  // Side information the sender has besides the vector, for the next
+  // encode(): the squared norm of the model's last movement, ||x_t - x_{t-1}||^2
+  // (CHB's censoring threshold, chb_censoring.h). Only the outermost stage
+  // is told (a stage that needs it must come first); the default ignores it.
+  virtual void set_model_movement(double squared_norm) { (void)squared_norm; }
 };
 
 enum class StageKind { kTransform, kQuantizer, kCoder };

@@ -98,6 +98,12 @@ const Config* PipelineSpec::quantizer_settings() const {
   return nullptr;
 }
 
+std::vector<std::string> PipelineSpec::stage_names() const {
+  std::vector<std::string> names;
+  for (const auto& s : stages_) names.push_back(s.name);
+  return names;
+}
+
 std::string PipelineSpec::describe() const {
   if (stages_.empty()) return "float32";
   std::string out;

@@ -30,6 +30,8 @@ class PipelineSpec {
   std::unique_ptr<Compressor> make(std::size_t dim, const std::vector<Layer>& layers, std::uint64_t shared_seed) const;
   // "error_feedback > qsgd > zstd"
   std::string describe() const;
+  // The stages' names in the listed order (empty for plain float32).
+  std::vector<std::string> stage_names() const;
   bool is_plain_float32() const { return stages_.empty(); }
   // The quantizer stage's name ("float32" when none is listed) and settings.
   std::string quantizer_name() const;

@@ -1,5 +1,7 @@
 #include "core/wire/codec_link.h"
 
+#include <cmath>
+
 #include "core/base/errors.h"
 #include "wire.pb.h"  // generated from core/wire/wire.proto
 
@@ -19,8 +21,10 @@ std::span<const std::uint8_t> bytes_of(const std::string& s) {
 
 }  // namespace
 
-std::string CodecLink::send_update(UpdateHeader header, std::span<const float> update, Rng& rng) {
+std::string CodecLink::send_update(UpdateHeader header, std::span<const float> update, Rng& rng,
+                                   double model_movement_sq) {
   if (!encoder_) encoder_ = spec_->uplink.make(spec_->dim, spec_->layers, uplink_shared_seed(spec_->seed, client_));
+  if (std::isfinite(model_movement_sq)) encoder_->set_model_movement(model_movement_sq);
   arma::fvec reconstructed(update.size());
   Bytes payload;
   encoder_->encode(update, rng, payload, {reconstructed.memptr(), reconstructed.n_elem});

@@ -19,6 +19,7 @@
 
 #include <armadillo>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -73,8 +74,10 @@ class CodecLink {
 
   // Client end: encodes `update` (dim values) with `rng` and frames it with
   // `header` (header.client must be this link's client; skipped is set here).
-  // Returns the serialized UpdateUp.
-  std::string send_update(UpdateHeader header, std::span<const float> update, Rng& rng);
+  // Returns the serialized UpdateUp. A finite `model_movement_sq` is handed
+  // to the pipeline's first stage first (Compressor::set_model_movement).
+  std::string send_update(UpdateHeader header, std::span<const float> update, Rng& rng,
+                          double model_movement_sq = std::numeric_limits<double>::quiet_NaN());
 
   // Server end: parses and decodes an UpdateUp. Throws DecodeError when the
   // bytes do not parse, name another client, claim a skip the stages did not

@@ -101,7 +101,7 @@ TEST(Registries, UnknownPolicyListsTheRegisteredOnes) {
     FAIL() << "no error";
   } catch (const InputError& e) {
     EXPECT_EQ(std::string(e.what()),
-              "tiny.yaml:10: server.policy: expected one of: async, deadline, over_selection, wait_all, found 'lazy'");
+              "tiny.yaml:10: server.policy: expected one of: async, deadline, gossip, over_selection, wait_all, found 'lazy'");
   }
 }
 
