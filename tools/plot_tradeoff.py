@@ -69,9 +69,10 @@ def main():
         if not pts:
             continue
         style = markers[i % len(markers)] + ("-" if len(pts) > 1 else "")
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, ms=5, lw=1, label=family)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, ms=5, lw=1, label=family,
+                color=plt.cm.tab20(i % 20))
     ax.set_yscale("log")
-    ax.set_xlim(0, 9)
+    ax.set_xlim(0, 9.5)
     ax.set_ylim(1e-5, 1e2)
     ax.set_xlabel("measured bits per coordinate (payload)")
     ax.set_ylabel("normalized distortion E||C(v) - v||^2 / ||v||^2")

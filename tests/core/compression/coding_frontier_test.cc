@@ -450,7 +450,7 @@ TEST(WynerZiv, OutOfStepSideInformationIsDetected) {
   auto enc = make_pipeline("wyner_ziv", n);
   auto dec = make_pipeline("wyner_ziv", n);
   Rng rng(6);
-  std::vector<float> rec, out(n);
+  std::vector<float> rec(n), out(n);
   Bytes first, second;
   enc->encode(gaussian(n, 1), rng, first, rec);
   enc->encode(gaussian(n, 2), rng, second, rec);
