@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -10,6 +11,13 @@
 
 namespace fedsim {
 namespace {
+
+// double -> float without the undefined behaviour of an out-of-range cast:
+// beyond the float range the result is +-infinity (which the callers reject).
+float to_float(double x) {
+  if (std::fabs(x) > static_cast<double>(std::numeric_limits<float>::max())) return x > 0 ? HUGE_VALF : -HUGE_VALF;
+  return static_cast<float>(x);
+}
 
 // out (rows x cols, column-major, float) = P Q^T with P rows x r and Q cols x r
 // (column-major float), accumulated in double: the one reconstruction both
@@ -19,7 +27,7 @@ void low_rank_product(const float* p, const float* q, std::size_t rows, std::siz
     for (std::size_t i = 0; i < rows; ++i) {
       double s = 0.0;
       for (std::size_t k = 0; k < r; ++k) s += static_cast<double>(p[i + k * rows]) * static_cast<double>(q[j + k * cols]);
-      out[i + j * rows] = static_cast<float>(s);
+      out[i + j * rows] = to_float(s);
     }
   }
 }
@@ -123,7 +131,7 @@ void PowerSgd::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<
         const float* mj = m + j * rows;
         double s = 0.0;
         for (std::size_t i = 0; i < rows; ++i) s += static_cast<double>(mj[i]) * static_cast<double>(pk[i]);
-        q_sent[j + k * cols] = static_cast<float>(s);
+        q_sent[j + k * cols] = to_float(s);
         q[j + k * cols] = static_cast<double>(q_sent[j + k * cols]);
       }
     }

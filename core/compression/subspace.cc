@@ -3,12 +3,23 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
 #include "core/coding/bit_io.h"
 
 namespace fedsim {
+namespace {
+
+// double -> float without the undefined behaviour of an out-of-range cast:
+// beyond the float range the result is +-infinity (which the callers reject).
+float to_float(double x) {
+  if (std::fabs(x) > static_cast<double>(std::numeric_limits<float>::max())) return x > 0 ? HUGE_VALF : -HUGE_VALF;
+  return static_cast<float>(x);
+}
+
+}  // namespace
 
 Subspace::Subspace(std::size_t dim, double bits_per_dim, std::size_t block, Rounding rounding,
                    std::uint64_t shared_seed)
@@ -48,9 +59,9 @@ float Subspace::level(std::uint32_t code, int width, float scale) const {
   const double top = static_cast<double>((std::uint32_t{1} << width) - 1);
   if (rounding_ == Rounding::kNearest) {
     const double step = kGaussianStep[static_cast<std::size_t>(width)] * static_cast<double>(scale);
-    return static_cast<float>((static_cast<double>(code) - 0.5 * top) * step);
+    return to_float((static_cast<double>(code) - 0.5 * top) * step);
   }
-  return static_cast<float>(static_cast<double>(scale) * (2.0 * static_cast<double>(code) / top - 1.0) * sparse_gain_);
+  return to_float(static_cast<double>(scale) * (2.0 * static_cast<double>(code) / top - 1.0) * sparse_gain_);
 }
 
 void Subspace::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -15,6 +16,14 @@ namespace {
 constexpr double kMaxIndex = 0x1.0p50;
 
 double side_point(double y, double step, double dither) { return y / step + dither; }
+
+// double -> float without the undefined behaviour of an out-of-range cast:
+// beyond the float range the result is +-infinity (which the callers reject).
+float to_float(double x) {
+  if (std::fabs(x) > static_cast<double>(std::numeric_limits<float>::max())) return x > 0 ? HUGE_VALF : -HUGE_VALF;
+  return static_cast<float>(x);
+}
+
 
 }  // namespace
 
@@ -34,7 +43,7 @@ std::int64_t wz_decode_index(std::uint64_t k, int modulus_bits, double y, double
 }
 
 float wz_value(std::int64_t m, double step, double dither) {
-  return static_cast<float>(step * (static_cast<double>(m) - dither));
+  return to_float(step * (static_cast<double>(m) - dither));
 }
 
 WynerZiv::WynerZiv(std::size_t dim, std::vector<Layer> layers, int bits, std::size_t block, bool use_side_information,
@@ -90,7 +99,7 @@ void WynerZiv::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<
     }
     const auto step = static_cast<float>(2.0 * max_abs / (std::ldexp(1.0, bits_) - 2.0));
     steps[li] = std::isfinite(step) ? step : 0.0f;
-    const auto alpha = static_cast<float>(yy > 0.0 ? xy / yy : 0.0);
+    const float alpha = to_float(yy > 0.0 ? xy / yy : 0.0);
     alphas[li] = use_side_ && std::isfinite(alpha) ? alpha : 0.0f;
   }
   const std::size_t start = out.size();
