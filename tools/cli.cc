@@ -36,6 +36,7 @@
 #include "tools/bench_compress.h"
 #include "tools/bench_models.h"
 #include "tools/bench_server.h"
+#include "tools/bench_tradeoff.h"
 #include "tools/process.h"
 #include "tools/study.h"
 #include "tools/sweep.h"
@@ -335,6 +336,21 @@ int cli_main(int argc, char** argv) {
   models->add_option("--threads", model_settings.threads, "concurrent trainers")->check(CLI::Range(1ull, 1024ull));
   models->add_option("--seconds", model_settings.seconds, "seconds per model")->check(CLI::Range(0.1, 3600.0));
 
+  TradeoffSettings tradeoff_settings;
+  bool tradeoff_no_plot = false;
+  CLI::App* tradeoff = bench->add_subcommand(
+      "tradeoff", "distortion against bits per coordinate of every quantizer over its settings, with the "
+                  "rate-distortion bound; table, CSV and plot");
+  tradeoff->add_option("--source", tradeoff_settings.source, "gaussian (default), laplace or updates:SCENARIO");
+  tradeoff->add_option("--n", tradeoff_settings.n, "coordinates per synthetic vector (default 65536)")
+      ->check(CLI::Range(16ull, 1ull << 28));
+  tradeoff->add_option("--vectors", tradeoff_settings.vectors, "synthetic vectors (default 8)")
+      ->check(CLI::Range(1ull, 1ull << 20));
+  tradeoff->add_option("--rounds", tradeoff_settings.rounds, "updates: rounds simulated to capture them (default 30)")
+      ->check(CLI::Range(1ull, 1ull << 20));
+  tradeoff->add_option("--out", tradeoff_settings.out_dir, "folder for tradeoff.csv and tradeoff.png (default out/tradeoff/<source>)");
+  tradeoff->add_flag("--no-plot", tradeoff_no_plot, "do not run tools/plot_tradeoff.py");
+
   if (argc < 2) {
     std::cerr << app.help();
     return kBadInput;
@@ -363,6 +379,10 @@ int cli_main(int argc, char** argv) {
     if (*sweep) return cmd_sweep(sweep_args);
     if (*tune) return cmd_tune(tune_args);
     if (*compress) return run_compress_bench(std::cout, compress_n, schemes);
+    if (*tradeoff) {
+      tradeoff_settings.plot = !tradeoff_no_plot;
+      return run_tradeoff_bench(std::cout, tradeoff_settings);
+    }
     if (*server) {
       if (!server->count("--per-round")) server_settings.per_round = std::min(server_settings.per_round, server_settings.clients);
       if (server_settings.per_round > server_settings.clients)

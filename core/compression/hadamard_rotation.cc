@@ -40,9 +40,7 @@ void check_size(std::size_t got, std::size_t expected) {
 
 }  // namespace
 
-HadamardRotation::HadamardRotation(std::unique_ptr<Compressor> inner, std::size_t dim, std::size_t block,
-                                   std::uint64_t shared_seed)
-    : inner_(std::move(inner)), signs_(dim), rotated_(dim) {
+RandomizedHadamard::RandomizedHadamard(std::size_t dim, std::size_t block) : signs_(dim, 1.0f) {
   if (block == 0 || !std::has_single_bit(block)) throw std::invalid_argument("hadamard_rotation: block must be a power of two");
   std::size_t offset = 0;
   for (; offset + block <= dim; offset += block) blocks_.push_back({offset, block});
@@ -52,29 +50,38 @@ HadamardRotation::HadamardRotation(std::unique_ptr<Compressor> inner, std::size_
       offset += size;
     }
   }
-  Rng rng = Rng::derive(shared_seed, Stream::kShared, {kSeedTag});
+}
+
+void RandomizedHadamard::draw_signs(Rng& rng) {
   std::uint64_t bits = 0;
-  for (std::size_t i = 0; i < dim; ++i) {
+  for (std::size_t i = 0; i < signs_.size(); ++i) {
     if (i % 64 == 0) bits = rng();
     signs_[i] = ((bits >> (i % 64)) & 1) ? -1.0f : 1.0f;
   }
 }
 
-void HadamardRotation::rotate(std::span<float> x) const {
+void RandomizedHadamard::rotate(std::span<float> x) const {
   check_size(x.size(), signs_.size());
   for (std::size_t i = 0; i < x.size(); ++i) x[i] *= signs_[i];
   for (const Block& b : blocks_) fwht(x.data() + b.offset, b.size);
 }
 
-void HadamardRotation::unrotate(std::span<float> x) const {
+void RandomizedHadamard::unrotate(std::span<float> x) const {
   check_size(x.size(), signs_.size());
   for (const Block& b : blocks_) fwht(x.data() + b.offset, b.size);
   for (std::size_t i = 0; i < x.size(); ++i) x[i] *= signs_[i];
+}
+
+HadamardRotation::HadamardRotation(std::unique_ptr<Compressor> inner, std::size_t dim, std::size_t block,
+                                   std::uint64_t shared_seed)
+    : inner_(std::move(inner)), map_(dim, block), rotated_(dim) {
+  Rng rng = Rng::derive(shared_seed, Stream::kShared, {kSeedTag});
+  map_.draw_signs(rng);
 }
 
 void HadamardRotation::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) {
-  check_size(v.size(), signs_.size());
-  check_size(reconstructed.size(), signs_.size());
+  check_size(v.size(), map_.dim());
+  check_size(reconstructed.size(), map_.dim());
   const std::size_t start = out.size();
   std::copy(v.begin(), v.end(), rotated_.begin());
   rotate(rotated_);
@@ -88,7 +95,7 @@ void HadamardRotation::encode(std::span<const float> v, Rng& rng, Bytes& out, st
 }
 
 void HadamardRotation::decode(std::span<const std::uint8_t> payload, std::span<float> out) {
-  check_size(out.size(), signs_.size());
+  check_size(out.size(), map_.dim());
   inner_->decode(payload, out);
   unrotate(out);
   // Finite values near the float limit from a corrupted payload can overflow

@@ -32,6 +32,32 @@
 
 namespace fedsim {
 
+// The map itself, x -> H D x in the blocks described above, shared with the
+// random-subspace quantizer (subspace.h), which draws a fresh D per message.
+class RandomizedHadamard {
+ public:
+  struct Block {
+    std::size_t offset;
+    std::size_t size;
+  };
+
+  // D = +1 everywhere until draw_signs(). Throws std::invalid_argument unless
+  // block is a power of two.
+  RandomizedHadamard(std::size_t dim, std::size_t block);
+  // D from 64 draws of rng per 64 coordinates: bit i % 64 of draw i / 64 set = -1.
+  void draw_signs(Rng& rng);
+
+  // x <- H D x and its inverse x <- D H x, blockwise, in place.
+  void rotate(std::span<float> x) const;
+  void unrotate(std::span<float> x) const;
+  std::size_t dim() const { return signs_.size(); }
+  const std::vector<Block>& blocks() const { return blocks_; }
+
+ private:
+  std::vector<Block> blocks_;
+  std::vector<float> signs_;  // D, +-1
+};
+
 class HadamardRotation final : public Compressor {
  public:
   static constexpr std::uint64_t kSeedTag = 0x68616461'6d617264ULL;  // "hadamard"
@@ -44,19 +70,15 @@ class HadamardRotation final : public Compressor {
   bool last_skipped() const override { return inner_->last_skipped(); }
 
   // x <- H D x and its inverse x <- D H x, blockwise, in place.
-  void rotate(std::span<float> x) const;
-  void unrotate(std::span<float> x) const;
+  void rotate(std::span<float> x) const { map_.rotate(x); }
+  void unrotate(std::span<float> x) const { map_.unrotate(x); }
 
-  struct Block {
-    std::size_t offset;
-    std::size_t size;
-  };
-  const std::vector<Block>& blocks() const { return blocks_; }
+  using Block = RandomizedHadamard::Block;
+  const std::vector<Block>& blocks() const { return map_.blocks(); }
 
  private:
   std::unique_ptr<Compressor> inner_;
-  std::vector<Block> blocks_;
-  std::vector<float> signs_;    // D, +-1
+  RandomizedHadamard map_;
   std::vector<float> rotated_;  // scratch
 };
 

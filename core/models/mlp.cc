@@ -48,7 +48,8 @@ std::vector<Layer> Mlp::layers() const {
   std::vector<Layer> out;
   for (std::size_t l = 0; l < dense_.size(); ++l) {
     const std::string name = "dense" + std::to_string(l);
-    out.push_back(Layer{name + ".weight", dense_[l].weight_offset, dense_[l].in * dense_[l].out});
+    out.push_back(Layer{name + ".weight", dense_[l].weight_offset, dense_[l].in * dense_[l].out, dense_[l].in,
+                        dense_[l].out});
     out.push_back(Layer{name + ".bias", dense_[l].bias_offset, dense_[l].out});
   }
   return out;

@@ -37,7 +37,7 @@ SoftmaxRegression::SoftmaxRegression(const Config& settings, const ModelInput& i
 }
 
 std::vector<Layer> SoftmaxRegression::layers() const {
-  return {Layer{"weight", 0, classes_ * dim_}, Layer{"bias", classes_ * dim_, classes_}};
+  return {Layer{"weight", 0, classes_ * dim_, dim_, classes_}, Layer{"bias", classes_ * dim_, classes_}};
 }
 
 void SoftmaxRegression::init(arma::fvec& params, Rng& rng) const {

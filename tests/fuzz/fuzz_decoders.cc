@@ -3,7 +3,8 @@
 //   byte 0     which pipeline (tests/core/compression/stage_pipelines.h: every registered
 //              stage alone and composed)
 //   bytes 1-2  the dimension, 1 + (little-endian value % 300)
-//   byte 3     bit 0: two layers instead of one; bit 1: the receiver first
+//   byte 3     bit 0: two layers instead of one (the first a 3 x (n / 9)
+//              matrix from n = 18 on, for powersgd); bit 1: the receiver first
 //              decodes a genuine payload, so stateful stages (censoring,
 //              predictive coding) have history; bit 2: decode the input twice
 //   the rest   the payload
@@ -53,7 +54,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t n = 1 + (static_cast<std::size_t>(data[1] | data[2] << 8) % 300);
   const std::uint8_t mode = data[3];
   std::vector<fedsim::Layer> layers{fedsim::Layer{"all", 0, n}};
-  if ((mode & 1) && n >= 4) layers = {fedsim::Layer{"a", 0, n / 3}, fedsim::Layer{"b", n / 3, n - n / 3}};
+  if ((mode & 1) && n >= 18)
+    layers = {fedsim::Layer{"a", 0, 3 * (n / 9), 3, n / 9}, fedsim::Layer{"b", 3 * (n / 9), n - 3 * (n / 9)}};
+  else if ((mode & 1) && n >= 4)
+    layers = {fedsim::Layer{"a", 0, n / 3}, fedsim::Layer{"b", n / 3, n - n / 3}};
   constexpr std::uint64_t kSharedSeed = 0x5eed;
   auto decoder = spec.make(n, layers, kSharedSeed);
   std::vector<float> out(n);

@@ -49,8 +49,11 @@ std::string test_name(const testing::TestParamInfo<std::string>& info) {
   return std::to_string(info.index) + "_" + s;
 }
 
+// Two layers from n = 4 on; the first is a 3 x (n / 9) matrix from n = 18 on
+// (powersgd factorizes it).
 std::vector<Layer> layers_for(std::size_t n) {
   if (n < 4) return {Layer{"all", 0, n}};
+  if (n >= 18) return {Layer{"a", 0, 3 * (n / 9), 3, n / 9}, Layer{"b", 3 * (n / 9), n - 3 * (n / 9)}};
   return {Layer{"a", 0, n / 3}, Layer{"b", n / 3, n - n / 3}};
 }
 
@@ -278,7 +281,8 @@ TEST(DecoderRobustnessCoverage, EveryRegisteredStageIsExercised) {
   // The stages of fedsim at the time of writing; a new one is covered automatically.
   for (const char* name : {"float32", "qsgd", "terngrad", "natural", "natural_dithering", "rand_k", "top_k", "sign",
                            "threshold", "log_quant", "fedvote_binary", "fedvote_ternary", "predictive_coding",
-                           "error_feedback", "hadamard_rotation", "censoring", "zstd"})
+                           "error_feedback", "hadamard_rotation", "censoring", "zstd", "subspace", "dgc",
+                           "powersgd", "wyner_ziv"})
     EXPECT_TRUE(kinds.count(name)) << name;
 }
 

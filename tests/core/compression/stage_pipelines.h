@@ -51,6 +51,17 @@ inline std::vector<std::string> all() {
            "error_feedback, {hadamard_rotation: {block: 4}}, natural, {zstd: {level: 1}}",
            "{censoring: {threshold: 0.5}}, error_feedback, {top_k: {k: 2}}, zstd",
            "{hadamard_rotation: {block: 1}}, {threshold: {relative: 0.5}}",
+           "{subspace: {bits_per_dim: 0.3}}",
+           "{subspace: {bits_per_dim: 2.5, rounding: stochastic, block: 4}}",
+           "{subspace: {bits_per_dim: 8}}",
+           "error_feedback, {subspace: {bits_per_dim: 0.5, block: 16}}",
+           "{dgc: {k: 2, momentum: 0.5, clip_norm: 1, sample: 1}}",
+           "{dgc: {fraction: 0.3, momentum: 0}}",
+           "{powersgd: {rank: 1}}",
+           "{powersgd: {rank: 8}}, zstd",
+           "{wyner_ziv: {bits: 2, block: 3}}",
+           "{wyner_ziv: {bits: 16, block: 1000}}",
+           "{wyner_ziv: {side_information: none}}",
        })
     out.emplace_back(variant);
   return out;
