@@ -8,22 +8,20 @@
 
 namespace fedsim {
 
-Censoring::Censoring(std::unique_ptr<Compressor> inner, std::size_t dim, double threshold)
-    : inner_(std::move(inner)), threshold_(threshold), last_sent_(dim, 0.0f) {}
+CensoringBase::CensoringBase(const char* name, std::unique_ptr<Compressor> inner, std::size_t dim)
+    : name_(name), inner_(std::move(inner)), last_sent_(dim, 0.0f) {}
 
-void Censoring::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) {
+void CensoringBase::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) {
   const std::size_t n = last_sent_.size();
   if (v.size() != n || reconstructed.size() != n)
-    throw std::invalid_argument("censoring: vector of " + std::to_string(v.size()) + " values, built for " +
-                                std::to_string(n));
+    throw std::invalid_argument(std::string(name_) + ": vector of " + std::to_string(v.size()) +
+                                " values, built for " + std::to_string(n));
   double change = 0.0;
-  double norm = 0.0;
   for (std::size_t i = 0; i < n; ++i) {
     const double d = static_cast<double>(v[i]) - static_cast<double>(last_sent_[i]);
     change += d * d;
-    norm += static_cast<double>(v[i]) * static_cast<double>(v[i]);
   }
-  last_skipped_ = change <= threshold_ * norm;
+  last_skipped_ = skip(v, change);
   if (last_skipped_) {
     out.push_back(kSkipped);
     std::copy(last_sent_.begin(), last_sent_.end(), reconstructed.begin());
@@ -34,24 +32,34 @@ void Censoring::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span
   std::copy(reconstructed.begin(), reconstructed.end(), last_sent_.begin());
 }
 
-void Censoring::decode(std::span<const std::uint8_t> payload, std::span<float> out) {
+void CensoringBase::decode(std::span<const std::uint8_t> payload, std::span<float> out) {
   const std::size_t n = last_sent_.size();
+  const std::string name(name_);
   if (out.size() != n)
-    throw std::invalid_argument("censoring: vector of " + std::to_string(out.size()) + " values, built for " +
+    throw std::invalid_argument(name + ": vector of " + std::to_string(out.size()) + " values, built for " +
                                 std::to_string(n));
-  if (payload.empty()) throw DecodeError("censoring payload is empty, expected a marker byte");
+  if (payload.empty()) throw DecodeError(name + " payload is empty, expected a marker byte");
   const std::uint8_t marker = payload[0];
   if (marker == kSkipped) {
     if (payload.size() != 1)
-      throw DecodeError("censoring skip marker followed by " + std::to_string(payload.size() - 1) + " bytes");
+      throw DecodeError(name + " skip marker followed by " + std::to_string(payload.size() - 1) + " bytes");
     std::copy(last_sent_.begin(), last_sent_.end(), out.begin());
     last_skipped_ = true;
     return;
   }
-  if (marker != kSent) throw DecodeError("censoring marker " + std::to_string(marker) + ", expected 0 or 1");
+  if (marker != kSent) throw DecodeError(name + " marker " + std::to_string(marker) + ", expected 0 or 1");
   inner_->decode(payload.subspan(1), out);
   std::copy(out.begin(), out.end(), last_sent_.begin());
   last_skipped_ = false;
+}
+
+Censoring::Censoring(std::unique_ptr<Compressor> inner, std::size_t dim, double threshold)
+    : CensoringBase("censoring", std::move(inner), dim), threshold_(threshold) {}
+
+bool Censoring::skip(std::span<const float> v, double change_sq) {
+  double norm = 0.0;
+  for (float x : v) norm += static_cast<double>(x) * static_cast<double>(x);
+  return change_sq <= threshold_ * norm;
 }
 
 namespace {

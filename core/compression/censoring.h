@@ -26,26 +26,43 @@
 
 namespace fedsim {
 
-class Censoring final : public Compressor {
+// The skip protocol both censoring rules share (this one and chb_censoring):
+// the marker byte, the last sent vector kept on both ends, decoding and its
+// checks. A rule only says when to skip.
+class CensoringBase : public Compressor {
  public:
   static constexpr std::uint8_t kSkipped = 0;
   static constexpr std::uint8_t kSent = 1;
 
-  Censoring(std::unique_ptr<Compressor> inner, std::size_t dim, double threshold);
-
-  void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
-  void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
+  void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) final;
+  void decode(std::span<const std::uint8_t> payload, std::span<float> out) final;
   bool unbiased() const override { return false; }
 
   // Whether the last encode() or decode() was a skip (for counting censored messages).
   bool last_skipped() const override { return last_skipped_; }
   std::span<const float> last_sent() const { return last_sent_; }
 
+ protected:
+  // `name` (a string literal) names the stage in errors.
+  CensoringBase(const char* name, std::unique_ptr<Compressor> inner, std::size_t dim);
+  // Whether encode() skips `v`, whose squared distance (in double) from the
+  // last sent vector is `change_sq`. Called once per encode().
+  virtual bool skip(std::span<const float> v, double change_sq) = 0;
+
  private:
+  const char* name_;
   std::unique_ptr<Compressor> inner_;
-  double threshold_;
   std::vector<float> last_sent_;
   bool last_skipped_ = false;
+};
+
+class Censoring final : public CensoringBase {
+ public:
+  Censoring(std::unique_ptr<Compressor> inner, std::size_t dim, double threshold);
+
+ private:
+  bool skip(std::span<const float> v, double change_sq) override;
+  double threshold_;
 };
 
 }  // namespace fedsim

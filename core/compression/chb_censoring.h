@@ -27,29 +27,20 @@
 #include <memory>
 #include <vector>
 
+#include "core/compression/censoring.h"
 #include "core/compression/compressor.h"
 
 namespace fedsim {
 
-class ChbCensoring final : public Compressor {
+class ChbCensoring final : public CensoringBase {
  public:
-  static constexpr std::uint8_t kSkipped = 0;
-  static constexpr std::uint8_t kSent = 1;
-
   ChbCensoring(std::unique_ptr<Compressor> inner, std::size_t dim, double threshold);
-
-  void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
-  void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
-  bool unbiased() const override { return false; }
-  bool last_skipped() const override { return last_skipped_; }
   void set_model_movement(double squared_norm) override { movement_sq_ = squared_norm; }
 
  private:
-  std::unique_ptr<Compressor> inner_;
+  bool skip(std::span<const float> v, double change_sq) override;
   double threshold_;
   double movement_sq_ = -1.0;  // < 0: unknown (send)
-  std::vector<float> last_sent_;
-  bool last_skipped_ = false;
 };
 
 }  // namespace fedsim
