@@ -6,17 +6,11 @@
 #include <sstream>
 
 #include "core/base/errors.h"
+#include "core/base/text.h"
 
 namespace fedsim {
 
 namespace {
-
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r");
-  if (b == std::string::npos) return "";
-  const auto e = s.find_last_not_of(" \t\r");
-  return s.substr(b, e - b + 1);
-}
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -25,14 +19,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
   while (std::getline(in, cell, sep)) out.push_back(cell);
   if (!s.empty() && s.back() == sep) out.push_back("");
   return out;
-}
-
-bool number(const std::string& cell, double& out) {
-  const std::string t = trim(cell);
-  if (t.empty()) return false;
-  std::istringstream in(t);
-  in >> out;
-  return in && in.peek() == std::char_traits<char>::eof() && std::isfinite(out);
 }
 
 constexpr const char* kHeader = "device,macs_per_s,uplink_bps,downlink_bps,period_s,online";
@@ -83,7 +69,7 @@ std::shared_ptr<const DeviceTrace> DeviceTrace::parse(const std::string& text, c
     const char* names[] = {"macs_per_s", "uplink_bps", "downlink_bps", "period_s"};
     double* fields[] = {&row.macs_per_s, &row.uplink_bps, &row.downlink_bps, &row.period_s};
     for (int i = 0; i < 4; ++i)
-      if (!number(cells[1 + i], *fields[i]) || !(*fields[i] > 0.0))
+      if (!parse_finite(cells[1 + i], *fields[i]) || !(*fields[i] > 0.0))
         fail(std::string(names[i]) + " > 0", "'" + trim(cells[1 + i]) + "'");
     std::istringstream intervals(cells[5]);
     std::string iv;
@@ -91,7 +77,7 @@ std::shared_ptr<const DeviceTrace> DeviceTrace::parse(const std::string& text, c
       const auto dash = iv.find('-', 1);
       double a = 0.0;
       double b = 0.0;
-      if (dash == std::string::npos || !number(iv.substr(0, dash), a) || !number(iv.substr(dash + 1), b))
+      if (dash == std::string::npos || !parse_finite(iv.substr(0, dash), a) || !parse_finite(iv.substr(dash + 1), b))
         fail("online intervals 'start-end' separated by spaces", "'" + iv + "'");
       const double prev_end = row.online.empty() ? 0.0 : row.online.back().second;
       if (!(a >= prev_end) || !(b > a) || b > row.period_s)

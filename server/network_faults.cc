@@ -7,28 +7,13 @@
 #include <sstream>
 
 #include "core/base/errors.h"
+#include "core/base/text.h"
 
 namespace fedsim {
 
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r");
-  if (b == std::string::npos) return "";
-  const auto e = s.find_last_not_of(" \t\r");
-  return s.substr(b, e - b + 1);
-}
-
-// A finite number, the whole cell; nullopt otherwise.
-bool parse_number(const std::string& cell, double& out) {
-  const std::string t = trim(cell);
-  if (t.empty()) return false;
-  std::istringstream in(t);
-  in >> out;
-  return in && in.peek() == std::char_traits<char>::eof() && std::isfinite(out);
-}
 
 }  // namespace
 
@@ -54,7 +39,7 @@ std::shared_ptr<const BandwidthTrace> BandwidthTrace::parse(const std::string& t
     double time = 0.0;
     double bps = 0.0;
     if (comma == std::string::npos || t.find(',', comma + 1) != std::string::npos ||
-        !parse_number(t.substr(0, comma), time) || !parse_number(t.substr(comma + 1), bps))
+        !parse_finite(t.substr(0, comma), time) || !parse_finite(t.substr(comma + 1), bps))
       throw InputError(name + ":" + std::to_string(number) +
                        ": expected a row 'time_s,bps' of two finite numbers, found '" + t + "'");
     rows.emplace_back(time, bps);

@@ -14,6 +14,7 @@
 #include "core/base/errors.h"
 #include "core/base/rng.h"
 #include "server/aggregator.h"
+#include "tests/server/aggregator_testing.h"
 #include "server/metrics.h"
 #include "server/population.h"
 #include "server/scenario.h"
@@ -22,26 +23,8 @@
 namespace fedsim {
 namespace {
 
-std::unique_ptr<Aggregator> make(const std::string& name, const std::string& settings = "{}",
-                                 AggregatorSettings s = {}) {
-  Config cfg = Config::parse_string("aggregator: " + settings + "\n", "agg.yaml").child("aggregator");
-  auto agg = AggregatorRegistry::instance().create("agg.yaml:1: aggregator", name, cfg, s);
-  cfg.finish();
-  return agg;
-}
-
-struct Round {
-  std::vector<std::vector<float>> vectors;
-  std::vector<ClientUpdate> updates;
-  void add(std::uint32_t id, std::vector<float> v, std::uint32_t samples = 1, double weight = 1.0) {
-    vectors.push_back(std::move(v));
-    updates.push_back(ClientUpdate{id, samples, weight, {}});
-  }
-  std::span<const ClientUpdate> span() {
-    for (std::size_t c = 0; c < updates.size(); ++c) updates[c].vector = vectors[c];
-    return updates;
-  }
-};
+using test_util::make;
+using test_util::Round;
 
 // Five 2-D updates (offset by (1, -1), which leaves distances alone):
 //   a (0,0)  b (1,0)  c (0,2)  d (3,3)  e (10,10)

@@ -18,35 +18,19 @@
 #include "core/compression/powersgd.h"
 #include "core/compression/subspace.h"
 #include "core/compression/wyner_ziv.h"
+#include "tests/core/compression/compression_testing.h"
 
 namespace fedsim {
 namespace {
 
-std::unique_ptr<Compressor> make_pipeline(const std::string& stages, std::size_t n, std::vector<Layer> layers = {},
-                                          std::uint64_t shared_seed = 7) {
-  if (layers.empty()) layers.push_back(Layer{"all", 0, n});
-  Config cfg = Config::parse_string("uplink: [" + stages + "]\n");
-  return PipelineSpec::parse(cfg, "uplink").make(n, layers, shared_seed);
-}
+using test_util::as;
+using test_util::gaussian;
+using test_util::same_bits;
+using test_util::sq_norm;
 
-template <class T>
-T& as(Compressor& c) {
-  T* p = dynamic_cast<T*>(&c);
-  EXPECT_NE(p, nullptr);
-  return *p;
-}
-
-std::vector<float> gaussian(std::size_t n, std::uint64_t seed, double scale = 1.0) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (auto& x : v) x = static_cast<float>(scale * rng.normal());
-  return v;
-}
-
-double sq_norm(std::span<const float> v) {
-  double s = 0;
-  for (float x : v) s += static_cast<double>(x) * x;
-  return s;
+// These tests' pipelines share the seed 7.
+std::unique_ptr<Compressor> make_pipeline(const std::string& stages, std::size_t n, std::vector<Layer> layers = {}) {
+  return test_util::make_pipeline(stages, n, std::move(layers), 7);
 }
 
 double sq_dist(std::span<const float> a, std::span<const float> b) {
@@ -55,9 +39,6 @@ double sq_dist(std::span<const float> a, std::span<const float> b) {
   return s;
 }
 
-bool same_bits(std::span<const float> a, std::span<const float> b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 // Encodes on `enc`, decodes on `dec`, expects decode == reconstructed bit for bit.
 Bytes round_trip(Compressor& enc, Compressor& dec, std::span<const float> v, Rng& rng, std::vector<float>& rec) {

@@ -30,41 +30,16 @@
 #include "core/compression/threshold_quantizer.h"
 #include "core/compression/top_k.h"
 #include "core/compression/zstd_coder.h"
+#include "tests/core/compression/compression_testing.h"
 
 namespace fedsim {
 namespace {
 
-// `stages` is the inside of a pipeline list, e.g. "error_feedback, {top_k: {k: 3}}".
-std::unique_ptr<Compressor> make_pipeline(const std::string& stages, std::size_t n, std::vector<Layer> layers = {},
-                                          std::uint64_t shared_seed = 0) {
-  if (layers.empty()) layers.push_back(Layer{"all", 0, n});
-  Config cfg = Config::parse_string("uplink: [" + stages + "]\n");
-  return PipelineSpec::parse(cfg, "uplink").make(n, layers, shared_seed);
-}
-
-template <class T>
-T& as(Compressor& c) {
-  T* p = dynamic_cast<T*>(&c);
-  EXPECT_NE(p, nullptr);
-  return *p;
-}
-
-std::vector<float> gaussian(std::size_t n, std::uint64_t seed, double scale = 1.0) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (auto& x : v) x = static_cast<float>(scale * rng.normal());
-  return v;
-}
-
-double sq_norm(std::span<const float> v) {
-  double s = 0;
-  for (float x : v) s += static_cast<double>(x) * x;
-  return s;
-}
-
-bool same_bits(std::span<const float> a, std::span<const float> b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
+using test_util::as;
+using test_util::gaussian;
+using test_util::make_pipeline;
+using test_util::same_bits;
+using test_util::sq_norm;
 
 // Encodes v, checks that decode(payload) on `decoder` (the encoder itself for
 // stateless stages) equals `reconstructed` bit for bit.
