@@ -21,6 +21,7 @@
 #include "core/models/model.h"
 #include "server/algorithm.h"
 #include "server/scenario.h"
+#include "tools/report.h"
 #include "tools/process.h"
 
 namespace fedsim {
@@ -203,20 +204,6 @@ Point measure(const Setting& setting, const Source& src) {
   return {bits / coordinates, count ? distortion / static_cast<double>(count) : 0.0};
 }
 
-std::string find_script() {
-  if (const char* s = std::getenv("FEDSIM_TRADEOFF_SCRIPT")) return s;
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const fs::path installed = exe.parent_path() / ".." / "share" / "fedsim" / "plot_tradeoff.py";
-    if (fs::exists(installed)) return installed.lexically_normal().string();
-  }
-#ifdef FEDSIM_SOURCE_DIR
-  const fs::path source = fs::path(FEDSIM_SOURCE_DIR) / "tools" / "plot_tradeoff.py";
-  if (fs::exists(source)) return source.string();
-#endif
-  return "";
-}
 
 }  // namespace
 
@@ -269,7 +256,7 @@ int run_tradeoff_bench(std::ostream& out, const TradeoffSettings& s) {
   csv.close();
   out << "wrote " << csv_file << "\n";
   if (!s.plot) return 0;
-  const std::string script = find_script();
+  const std::string script = find_tool_script("FEDSIM_TRADEOFF_SCRIPT", "plot_tradeoff.py");
   if (script.empty()) {
     out << "no plot: tools/plot_tradeoff.py not found (set FEDSIM_TRADEOFF_SCRIPT)\n";
     return 0;

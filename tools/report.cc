@@ -23,20 +23,6 @@ const char* const kStyle =
     "th,td{border:1px solid #ccc;padding:0.3em 0.6em}th{background:#f0f0f0}td.n{text-align:right}"
     "figure{margin:1.5em 0}figure img{max-width:100%}figcaption{font-size:0.9em;color:#555}";
 
-std::string find_plot_script() {
-  if (const char* s = std::getenv("FEDSIM_PLOT_SCRIPT")) return s;
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const fs::path installed = exe.parent_path() / ".." / "share" / "fedsim" / "plot_study.py";
-    if (fs::exists(installed)) return installed.lexically_normal().string();
-  }
-#ifdef FEDSIM_SOURCE_DIR
-  const fs::path source = fs::path(FEDSIM_SOURCE_DIR) / "tools" / "plot_study.py";
-  if (fs::exists(source)) return source.string();
-#endif
-  return "";
-}
 
 std::string find_python() {
   if (const char* s = std::getenv("FEDSIM_PYTHON")) return s;
@@ -131,7 +117,7 @@ void write_file_atomically(const std::string& file, const std::string& text) {
 }
 
 std::string run_plot_script(const std::vector<std::string>& args) {
-  const std::string script = find_plot_script();
+  const std::string script = find_tool_script("FEDSIM_PLOT_SCRIPT", "plot_study.py");
   if (script.empty()) return "tools/plot_study.py not found (set FEDSIM_PLOT_SCRIPT)";
   std::vector<std::string> argv{find_python(), script};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -144,6 +130,21 @@ std::string run_plot_script(const std::vector<std::string>& args) {
   if (code == 0) return "";
   if (code == 3) return argv[0] + " cannot import matplotlib (install python3-matplotlib)";
   return script + " failed with exit code " + std::to_string(code);
+}
+
+std::string find_tool_script(const char* env_var, const char* file) {
+  if (const char* s = std::getenv(env_var)) return s;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path installed = exe.parent_path() / ".." / "share" / "fedsim" / file;
+    if (fs::exists(installed)) return installed.lexically_normal().string();
+  }
+#ifdef FEDSIM_SOURCE_DIR
+  const fs::path source = fs::path(FEDSIM_SOURCE_DIR) / "tools" / file;
+  if (fs::exists(source)) return source.string();
+#endif
+  return "";
 }
 
 }  // namespace fedsim

@@ -40,4 +40,9 @@ void write_file_atomically(const std::string& file, const std::string& text);
 // override). Returns "" on success, else why the figures were not made.
 std::string run_plot_script(const std::vector<std::string>& args);
 
+// A plotting script shipped with fedsim: $env_var if set, else `file` next to
+// the executable's ../share/fedsim/ (an installed copy), else tools/`file` of
+// the source tree; "" when none exists.
+std::string find_tool_script(const char* env_var, const char* file);
+
 }  // namespace fedsim
