@@ -12,6 +12,9 @@ class GradientCapture final : public Optimizer {
  public:
   void step(arma::fvec&, const arma::fvec& grad, double) override { gradient = grad; }
   std::unique_ptr<Optimizer> fresh() const override { return std::make_unique<GradientCapture>(); }
+  // Lives for one local round only; nothing to carry.
+  void save(StateWriter& out) const override { out.begin("gradient_capture"); }
+  void restore(StateReader& in) override { in.begin("gradient_capture"); }
   arma::fvec gradient;
 };
 

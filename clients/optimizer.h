@@ -20,6 +20,7 @@
 
 #include "core/base/config.h"
 #include "core/base/registry.h"
+#include "core/base/state_io.h"
 
 namespace fedsim {
 
@@ -36,6 +37,12 @@ class Optimizer {
   virtual void step(arma::fvec& params, const arma::fvec& grad, double lr) = 0;
   // A new instance with the same settings and no state.
   virtual std::unique_ptr<Optimizer> fresh() const = 0;
+  // Checkpoints (server/checkpoint.h): the state step() carries from one call
+  // to the next; restore() reads what save() of an optimizer built alike
+  // wrote and throws DecodeError on anything else (state vectors are sized
+  // on the first step, so any consistent length is accepted).
+  virtual void save(StateWriter& out) const = 0;
+  virtual void restore(StateReader& in) = 0;
 };
 
 using OptimizerRegistry = Registry<Optimizer, const Config&>;

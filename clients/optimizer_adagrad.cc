@@ -70,6 +70,21 @@ class AdaGrad final : public Optimizer {
   std::unique_ptr<Optimizer> fresh() const override {
     return std::make_unique<AdaGrad>(rda_, l1_, delta_, initial_);
   }
+  void save(StateWriter& out) const override {
+    out.begin(rda_ ? "adagrad_rda" : "adagrad");
+    out.vec(G_);
+    out.vec(sum_);
+    out.put(t_);
+  }
+  void restore(StateReader& in) override {
+    in.begin(rda_ ? "adagrad_rda" : "adagrad");
+    G_ = in.col<float>();
+    sum_ = in.col<double>();
+    t_ = in.get<std::uint64_t>();
+    if (rda_ && sum_.n_elem != G_.n_elem)
+      throw DecodeError("adagrad: " + std::to_string(sum_.n_elem) + " gradient sums for " +
+                        std::to_string(G_.n_elem) + " accumulators");
+  }
 
  private:
   bool rda_;

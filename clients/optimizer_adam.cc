@@ -85,8 +85,29 @@ class Adam final : public Optimizer {
     }
   }
   std::unique_ptr<Optimizer> fresh() const override { return std::make_unique<Adam>(s_); }
+  void save(StateWriter& out) const override {
+    out.begin(name());
+    out.vec(m_);
+    out.vec(v_);
+    out.vec(vmax_);
+    out.put(t_);
+  }
+  void restore(StateReader& in) override {
+    in.begin(name());
+    m_ = in.col<float>();
+    v_ = in.col<float>();
+    vmax_ = in.col<float>();
+    t_ = in.get<std::uint64_t>();
+    const std::size_t want_max = s_.variant == Variant::kAmsgrad && m_.n_elem ? m_.n_elem : 0;
+    if (v_.n_elem != m_.n_elem || vmax_.n_elem != want_max)
+      throw DecodeError(std::string(name()) + ": state vectors of inconsistent lengths");
+  }
 
  private:
+  const char* name() const {
+    return s_.variant == Variant::kAdam ? "adam" : s_.variant == Variant::kAmsgrad ? "amsgrad" : "yogi";
+  }
+
   AdamSettings s_;
   arma::fvec m_, v_, vmax_;
   std::uint64_t t_ = 0;

@@ -16,6 +16,8 @@ class Sgd final : public Optimizer {
     params -= static_cast<float>(lr) * grad;
   }
   std::unique_ptr<Optimizer> fresh() const override { return std::make_unique<Sgd>(); }
+  void save(StateWriter& out) const override { out.begin("sgd"); }
+  void restore(StateReader& in) override { in.begin("sgd"); }
 };
 
 class Momentum final : public Optimizer {
@@ -27,6 +29,14 @@ class Momentum final : public Optimizer {
     params -= static_cast<float>(lr) * m_;
   }
   std::unique_ptr<Optimizer> fresh() const override { return std::make_unique<Momentum>(beta_); }
+  void save(StateWriter& out) const override {
+    out.begin("momentum");
+    out.vec(m_);
+  }
+  void restore(StateReader& in) override {
+    in.begin("momentum");
+    m_ = in.col<float>();
+  }
 
  private:
   double beta_;

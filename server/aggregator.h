@@ -9,6 +9,7 @@
 
 #include "core/base/config.h"
 #include "core/base/registry.h"
+#include "core/base/state_io.h"
 
 namespace fedsim {
 
@@ -27,6 +28,10 @@ class Aggregator {
  public:
   virtual ~Aggregator() = default;
   virtual void apply(std::span<const ClientUpdate> updates, double server_lr, arma::fvec& model) = 0;
+  // Checkpoints (server/checkpoint.h): state kept across rounds (not
+  // scratch). The defaults are for aggregators that keep none.
+  virtual void save(StateWriter& out) const { (void)out; }
+  virtual void restore(StateReader& in) { (void)in; }
 };
 
 struct AggregatorSettings {

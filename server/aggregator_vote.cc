@@ -67,6 +67,24 @@ class VoteAggregator final : public Aggregator {
     }
   }
 
+  void save(StateWriter& out) const override {
+    out.begin("vote");
+    std::vector<std::pair<std::uint32_t, double>> sorted(credibility_.begin(), credibility_.end());
+    std::sort(sorted.begin(), sorted.end());
+    out.put<std::uint64_t>(sorted.size());
+    for (const auto& [client, c] : sorted) out.put(client), out.put(c);
+  }
+  void restore(StateReader& in) override {
+    in.begin("vote");
+    credibility_.clear();
+    for (std::size_t i = in.count(std::size_t{1} << 32, sizeof(std::uint32_t) + sizeof(double)); i > 0; --i) {
+      const auto client = in.get<std::uint32_t>();
+      const double c = in.get<double>();
+      if (!credibility_.emplace(client, c).second)
+        throw DecodeError("vote: client " + std::to_string(client) + " twice in the credibility table");
+    }
+  }
+
  private:
   // sum_[i] = sum over clients of weight x sign(vote_i), in client-id order.
   void weighted_vote_sum(std::span<const ClientUpdate> updates, const std::vector<double>& weight, std::size_t n) {

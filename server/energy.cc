@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "core/base/errors.h"
+#include "server/checkpoint.h"
 #include "server/link_model.h"
 #include "server/network_faults.h"
 #include "server/radio_model.h"
@@ -293,6 +294,43 @@ void EnergyLedger::write_client_csv(const std::string& path) const {
     out << ',' << number(e.energy.promotion_j) << ',' << number(e.energy.tail_j) << ',' << number(e.grid_j) << '\n';
   }
   if (!out) throw InputError(path + ": write failed (per-client energy CSV)");
+}
+
+void EnergyLedger::save(StateWriter& out) const {
+  out.begin("ledger");
+  out.put<std::uint64_t>(totals_.size());
+  for (const ClientEnergy& c : totals_) {
+    save_state(out, c.energy);
+    out.put(c.grid_j), out.put(c.rounds), out.put(c.exhausted_round);
+  }
+  out.put<std::uint64_t>(radio_.size());
+  for (const RadioState& r : radio_) out.put(r.last_end_s), out.put(r.charged_to_s);
+  save_state(out, round_.energy);
+  out.vec(round_.class_j);
+  out.put(round_.grid_j), out.put<std::uint64_t>(round_.clients_charged), out.put<std::uint64_t>(round_.clients_exhausted);
+  out.put<std::uint64_t>(num_exhausted_);
+}
+
+void EnergyLedger::restore(StateReader& in) {
+  in.begin("ledger");
+  if (in.count(totals_.size(), 0) != totals_.size()) throw DecodeError("the ledger holds another number of clients");
+  std::size_t exhausted = 0;
+  for (ClientEnergy& c : totals_) {
+    restore_state(in, c.energy);
+    c.grid_j = in.get<double>();
+    c.rounds = in.get<std::uint64_t>();
+    c.exhausted_round = in.get<std::int64_t>();
+    exhausted += c.exhausted_round >= 0;
+  }
+  if (in.count(radio_.size(), 0) != radio_.size()) throw DecodeError("the ledger's radio states do not match the population");
+  for (RadioState& r : radio_) r.last_end_s = in.get<double>(), r.charged_to_s = in.get<double>();
+  restore_state(in, round_.energy);
+  round_.class_j = in.vec<double>(round_.class_j.size());
+  round_.grid_j = in.get<double>();
+  round_.clients_charged = static_cast<std::size_t>(in.get<std::uint64_t>());
+  round_.clients_exhausted = static_cast<std::size_t>(in.get<std::uint64_t>());
+  num_exhausted_ = static_cast<std::size_t>(in.get<std::uint64_t>());
+  if (num_exhausted_ != exhausted) throw DecodeError("the ledger's count of exhausted clients does not match theirs");
 }
 
 }  // namespace fedsim

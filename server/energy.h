@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "core/base/state_io.h"
 #include "core/base/config.h"
 #include "server/population.h"
 
@@ -214,6 +215,11 @@ class EnergyLedger {
   // round-trip form.
   // Throws InputError if the file cannot be written.
   void write_client_csv(const std::string& path) const;
+
+  // Checkpoints (server/checkpoint.h): every client's totals and radio
+  // state, the open round's sums.
+  void save(StateWriter& out) const;
+  void restore(StateReader& in);
 
  private:
   // Adds `e` to the client's, the round's and its class's sums; the battery rule.

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 
+#include "server/checkpoint.h"
 #include "server/round_policy.h"
 #include "server/server.h"
 
@@ -61,6 +62,48 @@ class FedBuff final : public RoundPolicy {
 
   bool finished() const override { return aggregations_ >= rounds_; }
   bool broadcasts_to_all() const override { return false; }
+
+  void save(StateWriter& out) const override {
+    out.begin("async");
+    out.put<std::uint64_t>(flights_.size());
+    for (const auto& [id, f] : flights_) {
+      out.put(id);
+      save_state(out, f);
+    }
+    out.put(next_flight_);
+    out.put<std::uint64_t>(buffer_.size());
+    for (const ReceivedUpdate& u : buffer_) save_state(out, u);
+    save_state(out, m_);
+    out.put(dispatches_), out.put(aggregations_), out.put<std::uint64_t>(in_flight_);
+    out.put<std::uint64_t>(exhausted_before_), out.put(round_start_s_);
+  }
+
+  void restore(StateReader& in, Server& s) override {
+    in.begin("async");
+    flights_.clear();
+    for (std::size_t n = in.count(s.num_clients(), 8); n > 0; --n) {
+      const auto id = in.get<std::uint64_t>();
+      Flight f;
+      restore_state(in, f);
+      if (f.client >= s.num_clients() || !flights_.emplace(id, std::move(f)).second)
+        throw DecodeError("an inconsistent flight in FedBuff's table");
+    }
+    next_flight_ = in.get<std::uint64_t>();
+    buffer_.resize(in.count(buffer_size_, 8));
+    for (ReceivedUpdate& u : buffer_) {
+      restore_state(in, u, s.num_params());
+      if (u.header.client >= s.num_clients()) throw DecodeError("a buffered update of client " + std::to_string(u.header.client));
+    }
+    restore_state(in, m_);
+    dispatches_ = in.get<std::uint32_t>();
+    aggregations_ = in.get<std::uint64_t>();
+    in_flight_ = static_cast<std::size_t>(in.get<std::uint64_t>());
+    exhausted_before_ = static_cast<std::size_t>(in.get<std::uint64_t>());
+    round_start_s_ = in.get<double>();
+    if (in_flight_ != flights_.size() || aggregations_ > rounds_ ||
+        (!flights_.empty() && flights_.rbegin()->first >= next_flight_))
+      throw DecodeError("FedBuff's counters do not match its flights");
+  }
 
  private:
   enum Kind : std::uint32_t { kArrival, kRetry };

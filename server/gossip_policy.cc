@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "core/base/errors.h"
+#include "server/checkpoint.h"
 #include "server/decentralized.h"
 #include "server/round_policy.h"
 #include "server/server.h"
@@ -23,6 +24,57 @@ class GossipPolicy final : public RoundPolicy {
   GossipPolicy(const Config& server, const PolicyInput& in) : server_(server), rounds_(in.rounds) {}
 
   void start(Server& s) override {
+    setup(s);
+    s.clock().schedule(0.0, kServerTarget, kStep);
+  }
+
+  void on_event(Server& s, const Event& e) override {
+    if (e.kind == kStep) step(s);
+    else close(s);
+  }
+  bool on_idle(Server&) override { return false; }
+  bool finished() const override { return done_ >= rounds_; }
+  bool broadcasts_to_all() const override { return false; }
+
+  void save(StateWriter& out) const override {
+    out.begin("gossip");
+    out.put<std::uint64_t>(done_);
+    for (const arma::fvec& x : x_) out.vec(x);
+    for (const arma::fvec& x : snapshot_) out.vec(x);
+    for (const arma::fvec& x : mu_) out.vec(x);
+    out.put<std::uint64_t>(public_.size());
+    for (const arma::fvec& x : public_) out.vec(x);
+    out.put<std::uint64_t>(costs_.size());
+    for (const RoundCost& c : costs_) save_state(out, c);
+    save_state(out, m_);
+    out.put(start_s_);
+  }
+
+  void restore(StateReader& in, Server& s) override {
+    setup(s);
+    in.begin("gossip");
+    done_ = static_cast<std::size_t>(in.get<std::uint64_t>());
+    const std::size_t dim = s.num_params();
+    for (arma::fvec& x : x_) x = in.col<float>(dim);
+    // Snapshots and their full gradients exist from the first iteration on.
+    for (arma::fvec& x : snapshot_) x = in.col<float>(done_ ? dim : 0);
+    for (arma::fvec& x : mu_) x = in.col<float>(done_ ? dim : 0);
+    public_.resize(in.count(x_.size(), 8));
+    if (!public_.empty() && public_.size() != x_.size()) throw DecodeError("gossip: public copies for some nodes only");
+    for (arma::fvec& x : public_) x = in.col<float>(dim);
+    costs_.resize(in.count(x_.size(), 8));
+    for (RoundCost& c : costs_) restore_state(in, c);
+    restore_state(in, m_);
+    start_s_ = in.get<double>();
+    if (done_ > rounds_) throw DecodeError("gossip: " + std::to_string(done_) + " iterations done of " +
+                                           std::to_string(rounds_));
+  }
+
+ private:
+  enum Kind : std::uint32_t { kStep, kClose };
+
+  // What start() and restore() both build: the algorithm, the graph, the nodes' models.
+  void setup(Server& s) {
     algorithm_ = dynamic_cast<const DecentralizedAlgorithm*>(s.scenario().algorithm.get());
     if (!algorithm_)
       throw InputError(server_.where("policy") + ": expected a decentralized algorithm (dspg, dpsvrg) for policy "
@@ -36,19 +88,7 @@ class GossipPolicy final : public RoundPolicy {
     }
     all_.resize(s.data().train.size());
     for (std::uint32_t i = 0; i < all_.size(); ++i) all_[i] = i;
-    s.clock().schedule(0.0, kServerTarget, kStep);
   }
-
-  void on_event(Server& s, const Event& e) override {
-    if (e.kind == kStep) step(s);
-    else close(s);
-  }
-  bool on_idle(Server&) override { return false; }
-  bool finished() const override { return done_ >= rounds_; }
-  bool broadcasts_to_all() const override { return false; }
-
- private:
-  enum Kind : std::uint32_t { kStep, kClose };
 
   // f_i's gradient (+ weight decay) at x on the samples `batch` of the train set; returns the loss.
   double gradient(const Server& s, const arma::fvec& x, const std::vector<std::uint32_t>& batch, arma::fvec& g) const {

@@ -21,6 +21,7 @@
 
 #include "core/base/config.h"
 #include "core/base/registry.h"
+#include "core/base/state_io.h"
 #include "server/virtual_clock.h"
 
 namespace fedsim {
@@ -56,6 +57,12 @@ class RoundPolicy {
   // The time a dispatched client has to deliver its update (clients with
   // `frequency: energy_aware` aim for it); +infinity when the policy has none.
   virtual double round_deadline_s() const { return std::numeric_limits<double>::infinity(); }
+  // Checkpoints (server/checkpoint.h): save() writes the policy's tables
+  // between two events. A resumed run calls restore() instead of start(), on
+  // a server whose own state is already restored; it reads the tables back
+  // and throws DecodeError on anything inconsistent with the server.
+  virtual void save(StateWriter& out) const = 0;
+  virtual void restore(StateReader& in, Server& server) = 0;
 };
 
 using RoundPolicyRegistry = Registry<RoundPolicy, const Config&, const PolicyInput&>;

@@ -10,6 +10,7 @@
 #include "clients/optimizer.h"
 #include "core/base/errors.h"
 #include "server/algorithm.h"
+#include "server/checkpoint.h"
 #include "server/client_pool.h"
 #include "server/round_policy.h"
 
@@ -372,6 +373,71 @@ void Server::charge(std::uint32_t client, std::uint32_t ledger_round, const Roun
 void Server::record(const Flight& f, std::uint32_t round, bool aggregated) {
   trace_.push_back(
       ArrivalRecord{round, f.client, f.start_s, f.arrive_s, f.bytes_down, f.update.size(), f.macs, aggregated, f.cost});
+}
+
+void Server::save(StateWriter& out) const {
+  out.begin("server");
+  out.vec(params_);
+  out.put(version_);
+  out.put(server_j_);
+  clock_.save(out);
+  out.put<std::uint64_t>(states_.size());
+  for (const ClientState& c : states_) out.put(c.busy_until_s), out.put(c.in_flight);
+  for (const CodecLink& link : links_) link.save(out);
+  for (const ClientMemory& memory : memories_) {
+    out.put(memory.optimizer != nullptr);
+    if (memory.optimizer) memory.optimizer->save(out);
+    out.vec(memory.last_model);
+  }
+  out.put(server_optimizer_ != nullptr);
+  if (server_optimizer_) server_optimizer_->save(out);
+  downlink_->save(out);
+  aggregator_->save(out);
+  ledger_->save(out);
+  out.put<std::uint64_t>(trace_.size());
+  for (const ArrivalRecord& a : trace_) save_state(out, a);
+  out.put<std::uint64_t>(summary_.rounds.size());
+  for (const RoundMetrics& m : summary_.rounds) save_state(out, m);
+  out.put(summary_.final_accuracy), out.put(summary_.final_loss), out.put(summary_.bytes_up);
+  out.put(summary_.bytes_down), out.put(summary_.energy_j), out.put(summary_.server_energy_j);
+}
+
+void Server::restore(StateReader& in) {
+  in.begin("server");
+  params_ = in.col<float>(params_.n_elem);
+  version_ = in.get<std::uint64_t>();
+  server_j_ = in.get<double>();
+  clock_.restore(in);
+  if (in.count(states_.size(), 0) != states_.size()) throw DecodeError("the checkpoint holds another number of clients");
+  for (ClientState& c : states_) c.busy_until_s = in.get<double>(), c.in_flight = in.get<bool>();
+  for (CodecLink& link : links_) link.restore(in);
+  for (ClientMemory& memory : memories_) {
+    memory.optimizer.reset();
+    if (in.get<bool>()) {
+      if (!client_optimizer_) throw DecodeError("client optimizer state for a scenario without client_optimizer");
+      memory.optimizer = client_optimizer_->fresh();
+      memory.optimizer->restore(in);
+    }
+    memory.last_model = in.col<float>();
+    if (memory.last_model.n_elem != 0 && memory.last_model.n_elem != params_.n_elem)
+      throw DecodeError("a client's last model has " + std::to_string(memory.last_model.n_elem) + " values");
+  }
+  if (in.get<bool>() != (server_optimizer_ != nullptr))
+    throw DecodeError("server optimizer state that does not match the scenario's server_optimizer");
+  if (server_optimizer_) server_optimizer_->restore(in);
+  downlink_->restore(in);
+  aggregator_->restore(in);
+  ledger_->restore(in);
+  trace_.resize(in.count(std::size_t{1} << 40, 8));
+  for (ArrivalRecord& a : trace_) restore_state(in, a);
+  summary_.rounds.resize(in.count(scenario_.rounds, 8));
+  for (RoundMetrics& m : summary_.rounds) restore_state(in, m);
+  summary_.final_accuracy = in.get<double>();
+  summary_.final_loss = in.get<double>();
+  summary_.bytes_up = in.get<std::uint64_t>();
+  summary_.bytes_down = in.get<std::uint64_t>();
+  summary_.energy_j = in.get<double>();
+  summary_.server_energy_j = in.get<double>();
 }
 
 }  // namespace fedsim

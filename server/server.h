@@ -164,8 +164,17 @@ class Server {
   RoundCost cost_of(std::uint32_t client, const RoundWork& work);
   void set_model(const arma::fvec& params) { params_ = params; }
 
+  // Checkpoints (server/checkpoint.h): everything a run changes in this
+  // server (model, version, clock and events, client bookkeeping, codec link
+  // ends, client and server optimizer state, downlink, aggregator, ledger,
+  // trace, the summary so far). restore() expects a server freshly built
+  // from the same scenario; DecodeError on anything inconsistent.
+  void save(StateWriter& out) const;
+  void restore(StateReader& in);
+
   void set_round_sink(std::function<void(const RoundMetrics&)> sink) { on_round_ = std::move(sink); }
   RunSummary& summary() { return summary_; }
+  const RunSummary& summary() const { return summary_; }
   double model_math_s() const { return model_math_s_; }
 
   const Population& population() const { return *population_; }

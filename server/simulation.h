@@ -11,6 +11,8 @@
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "server/round_policy.h"
 #include "server/scenario.h"
@@ -24,9 +26,24 @@ class Simulation {
   explicit Simulation(const Scenario& scenario);
   ~Simulation();
 
-  // Runs all rounds. `on_round` (optional) sees every round's metrics as they
-  // come (for writers and progress bars).
-  RunSummary run(const std::function<void(const RoundMetrics&)>& on_round = {});
+  // Runs all rounds (or, after restore(), the rounds left). `on_round`
+  // (optional) sees every round's metrics as they come (for writers and
+  // progress bars); `after_close` (optional) is called between two events
+  // after one closed a round, with the number of rounds closed so far: the
+  // moment a checkpoint may be taken (save()).
+  RunSummary run(const std::function<void(const RoundMetrics&)>& on_round = {},
+                 const std::function<void(std::size_t)>& after_close = {});
+
+  // Checkpoints (server/checkpoint.h): the whole state of the run between
+  // two events, as bytes; restore() reads it back into a simulation freshly
+  // built from the same scenario (before run(), which then continues instead
+  // of starting). Throws DecodeError on bytes that are not such a state; the
+  // simulation must then be discarded.
+  std::string save() const;
+  void restore(std::string_view state);
+  std::size_t rounds_closed() const { return server_->summary().rounds.size(); }
+  // What run() would report so far (after restore(): the restored rounds).
+  const RunSummary& summary_so_far() const { return server_->summary(); }
 
   const Population& population() const { return server_->population(); }
   const EnergyLedger& ledger() const { return server_->ledger(); }
@@ -41,6 +58,7 @@ class Simulation {
  private:
   std::unique_ptr<Server> server_;
   std::unique_ptr<RoundPolicy> policy_;
+  bool restored_ = false;
 };
 
 }  // namespace fedsim

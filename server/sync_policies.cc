@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 
+#include "server/checkpoint.h"
 #include "server/round_policy.h"
 #include "server/server.h"
 
@@ -72,6 +73,66 @@ class SyncPolicy : public RoundPolicy {
   bool on_idle(Server&) override { return false; }  // an open round always has an event pending
   bool finished() const override { return closed_ >= rounds_; }
   bool broadcasts_to_all() const override { return true; }
+
+  void save(StateWriter& out) const override {
+    out.begin("sync_policy");
+    out.put<std::uint64_t>(closed_);
+    out.put(current_);
+    out.put<std::uint64_t>(rounds_open_.size());
+    for (const auto& [number, r] : rounds_open_) {
+      out.put(r.number), out.put(r.start_s), out.put(r.t0), out.put<std::uint64_t>(r.exhausted_before);
+      out.put(r.open);
+      save_state(out, r.m);
+      out.put<std::uint64_t>(r.flights.size());
+      for (const Flight& f : r.flights) save_state(out, f);
+      out.put<std::uint64_t>(r.taken.size());
+      for (const auto& t : r.taken) {
+        out.put(t.has_value());
+        if (t) save_state(out, *t);
+      }
+      out.put<std::uint64_t>(r.arrived), out.put<std::uint64_t>(r.delivered), out.put<std::uint64_t>(r.accepted);
+    }
+  }
+
+  void restore(StateReader& in, Server& s) override {
+    in.begin("sync_policy");
+    closed_ = static_cast<std::size_t>(in.get<std::uint64_t>());
+    current_ = in.get<std::uint32_t>();
+    rounds_open_.clear();
+    for (std::size_t n = in.count(rounds_ + 1, 8); n > 0; --n) {
+      SyncRound r;
+      r.number = in.get<std::uint32_t>();
+      r.start_s = in.get<double>();
+      r.t0 = in.get<double>();
+      r.exhausted_before = static_cast<std::size_t>(in.get<std::uint64_t>());
+      r.open = in.get<bool>();
+      restore_state(in, r.m);
+      r.flights.resize(in.count(s.num_clients(), 8));
+      for (Flight& f : r.flights) {
+        restore_state(in, f);
+        if (f.client >= s.num_clients()) throw DecodeError("a flight of client " + std::to_string(f.client));
+      }
+      r.taken.resize(in.count(r.flights.size(), 1));
+      if (!r.taken.empty() && r.taken.size() != r.flights.size())
+        throw DecodeError("round " + std::to_string(r.number) + ": updates taken do not match its flights");
+      for (std::size_t i = 0; i < r.taken.size(); ++i)
+        if (in.get<bool>()) {
+          restore_state(in, r.taken[i].emplace(), s.num_params());
+          if (r.taken[i]->header.client != r.flights[i].client)
+            throw DecodeError("an update taken from client " + std::to_string(r.taken[i]->header.client) +
+                              " for a flight of client " + std::to_string(r.flights[i].client));
+        }
+      r.arrived = static_cast<std::size_t>(in.get<std::uint64_t>());
+      r.delivered = static_cast<std::size_t>(in.get<std::uint64_t>());
+      r.accepted = static_cast<std::size_t>(in.get<std::uint64_t>());
+      const std::uint32_t number = r.number;
+      if (number > rounds_ || r.arrived > r.flights.size() || r.delivered > r.flights.size() ||
+          !rounds_open_.emplace(number, std::move(r)).second)
+        throw DecodeError("an inconsistent synchronous round in the policy's table");
+    }
+    if (closed_ > rounds_ || (closed_ < rounds_ && !rounds_open_.count(current_)))
+      throw DecodeError("the policy's current round " + std::to_string(current_) + " is not in its table");
+  }
 
  protected:
   enum Kind : std::uint32_t { kArrival, kBegin, kDispatch, kDeadline };

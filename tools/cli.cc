@@ -28,6 +28,7 @@
 #include "core/base/errors.h"
 #include "core/models/model.h"
 #include "server/aggregator.h"
+#include "server/checkpoint.h"
 #include "server/algorithm.h"
 #include "server/round_policy.h"
 #include "server/metrics.h"
@@ -154,19 +155,56 @@ struct RunArgs {
   std::string out;
   std::vector<std::string> overrides;
   bool quiet = false;
+  std::size_t checkpoint_every = 0;  // 0: no checkpoints
+  std::string resume;                // output folder of the run to continue
 };
 
 int cmd_run(const RunArgs& a) {
   Scenario sc = load_scenario(a.scenario, a.overrides);
-  if (!a.out.empty()) sc.output_dir = a.out;
+  if (!a.resume.empty()) {
+    if (!a.out.empty() && a.out != a.resume)
+      throw InputError("--resume " + a.resume + " continues the run in that folder; --out " + a.out +
+                       " names another (drop --out)");
+    sc.output_dir = a.resume;
+  } else if (!a.out.empty()) {
+    sc.output_dir = a.out;
+  }
+  if (a.checkpoint_every && sc.output_dir.empty())
+    throw InputError("--checkpoint-every: expected an output folder for the checkpoint (--out DIR or output.dir in " +
+                     sc.file + "), found none");
+  const std::uint64_t fingerprint = scenario_fingerprint(sc);
   Simulation sim(sc);
+  if (!a.resume.empty()) {
+    // Checked whole before anything is restored; a state that does not read
+    // back ends the command (the simulation is never half-restored and used).
+    const LoadedCheckpoint checkpoint = read_checkpoint(a.resume, fingerprint);
+    try {
+      sim.restore(checkpoint.state);
+    } catch (const DecodeError& e) {
+      throw InputError(checkpoint_path(a.resume) + ": the checkpoint's state does not fit this scenario: " + e.what());
+    }
+    if (sim.rounds_closed() != checkpoint.round)
+      throw InputError(checkpoint_path(a.resume) + ": the header says round " + std::to_string(checkpoint.round) +
+                       ", the state holds " + std::to_string(sim.rounds_closed()) + " rounds");
+  }
   std::unique_ptr<MetricsWriter> writer;
   if (!sc.output_dir.empty()) writer = std::make_unique<MetricsWriter>(sc.output_dir, sim.population().class_names());
+  // A resumed run's files are cut back to the checkpoint: rewritten from the
+  // rounds it holds, then continued.
+  if (writer)
+    for (const RoundMetrics& m : sim.summary_so_far().rounds) writer->write(m);
   ProgressBar bar(sc.rounds, sc.progress && !a.quiet && isatty(STDERR_FILENO));
-  const RunSummary summary = sim.run([&](const RoundMetrics& m) {
-    if (writer) writer->write(m);
-    bar.update(m);
-  });
+  std::function<void(std::size_t)> checkpoint;
+  if (a.checkpoint_every)
+    checkpoint = [&](std::size_t closed) {
+      if (closed % a.checkpoint_every == 0) write_checkpoint(sc.output_dir, fingerprint, closed, sim.save());
+    };
+  const RunSummary summary = sim.run(
+      [&](const RoundMetrics& m) {
+        if (writer) writer->write(m);
+        bar.update(m);
+      },
+      checkpoint);
   bar.finish();
   if (!sc.output_dir.empty()) sim.ledger().write_client_csv((std::filesystem::path(sc.output_dir) / "clients.csv").string());
   if (!a.quiet) print_summary(std::cout, sc, sim, summary);
@@ -191,6 +229,7 @@ struct StudyArgs {
   std::size_t jobs = 0;  // 0 = the cores
   bool quiet = false;
   bool no_plots = false;
+  std::size_t checkpoint_every = SweepOptions{}.checkpoint_every;
 };
 
 SweepOptions sweep_options(const StudyArgs& a, const Study& study, const char* kind) {
@@ -200,6 +239,7 @@ SweepOptions sweep_options(const StudyArgs& a, const Study& study, const char* k
   o.fedsim_exe = self_executable();
   o.progress = !a.quiet && isatty(STDERR_FILENO);
   o.plots = !a.no_plots;
+  o.checkpoint_every = a.checkpoint_every;
   return o;
 }
 
@@ -213,7 +253,7 @@ int cmd_sweep(const StudyArgs& a) {
   if (!a.quiet)
     std::cout << study.name << ": " << counts.total << " runs (" << study.configs.size() << " configurations x "
             << study.seeds.size() << " seeds), " << counts.already_done << " already done, " << counts.executed
-            << " run now; results in " << o.out_dir << "\n";
+            << " run now (" << counts.resumed << " of them from checkpoints); results in " << o.out_dir << "\n";
   std::ostringstream table;
   summarize_study(study, o, a.quiet ? table : std::cout);
   return kOk;
@@ -278,6 +318,10 @@ void add_study_options(CLI::App* cmd, StudyArgs& a, const char* default_out) {
   add_overrides(cmd, a.overrides);
   cmd->add_flag("--quiet", a.quiet, "no progress bar and no table");
   cmd->add_flag("--no-plots", a.no_plots, "skip figures and report.html (CSV files only)");
+  cmd->add_option("--checkpoint-every", a.checkpoint_every,
+                  "rounds between each run's checkpoints, from which a killed sweep continues (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 32));
 }
 
 }  // namespace
@@ -295,6 +339,11 @@ int cli_main(int argc, char** argv) {
   run->add_option("--out", run_args.out, "output folder (default: the scenario's output.dir)");
   add_overrides(run, run_args.overrides);
   run->add_flag("--quiet", run_args.quiet, "no progress bar and no summary");
+  run->add_option("--checkpoint-every", run_args.checkpoint_every,
+                  "write the run's whole state to OUT/checkpoint.bin every K rounds (atomically)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32));
+  run->add_option("--resume", run_args.resume,
+                  "continue the run whose output folder is DIR from its last checkpoint (same scenario and --set)");
 
   RunArgs validate_args;
   CLI::App* validate =

@@ -12,6 +12,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -70,7 +71,16 @@ StudyLock::~StudyLock() { ::close(fd_); }
 SweepCounts execute_jobs(const std::vector<RunJob>& jobs, const SweepOptions& options, const std::string& what) {
   const fs::path dir(options.out_dir);
   const fs::path runs = dir / "runs", tmp = dir / "tmp";
-  fs::remove_all(tmp);  // runs in flight when a sweep was killed: they start over
+  // Runs in flight when a sweep was killed: those with a checkpoint continue
+  // from it, the others start over.
+  std::set<std::string> resumable;
+  if (fs::exists(tmp))
+    for (const fs::directory_entry& e : fs::directory_iterator(tmp)) {
+      if (options.checkpoint_every && fs::exists(e.path() / "checkpoint.bin"))
+        resumable.insert(e.path().filename().string());
+      else
+        fs::remove_all(e.path());
+    }
   fs::create_directories(runs);
   fs::create_directories(tmp);
   std::FILE* log = std::fopen((dir / "sweep.log").c_str(), "a");
@@ -115,12 +125,17 @@ SweepCounts execute_jobs(const std::vector<RunJob>& jobs, const SweepOptions& op
     while (failure.empty() && next < pending.size() && running.size() < options.jobs) {
       const RunJob& job = *pending[next++];
       const fs::path work = tmp / job.id;
+      const bool resume = resumable.count(job.id) > 0;
       fs::create_directories(work);
-      std::vector<std::string> argv{options.fedsim_exe, "run", job.scenario, "--quiet", "--out", work.string()};
+      std::vector<std::string> argv{options.fedsim_exe, "run", job.scenario, "--quiet",
+                                    resume ? "--resume" : "--out", work.string()};
       for (const std::string& o : job.overrides) argv.insert(argv.end(), {"--set", o});
       argv.insert(argv.end(), {"--set", "threads=" + std::to_string(threads)});
-      running[start_process(argv, (work / "log.txt").string())] = &job;
-      log_line("begin " + job.id);
+      if (options.checkpoint_every)
+        argv.insert(argv.end(), {"--checkpoint-every", std::to_string(options.checkpoint_every)});
+      running[start_process(argv, (work / "log.txt").string())] = &job;  // the log is appended to
+      counts.resumed += resume;
+      log_line((resume ? "resume " : "begin ") + job.id);
     }
     draw();
     if (running.empty()) break;
@@ -132,6 +147,7 @@ SweepCounts execute_jobs(const std::vector<RunJob>& jobs, const SweepOptions& op
     running.erase(it);
     const fs::path work = tmp / job.id;
     if (code == 0) {
+      fs::remove(work / "checkpoint.bin");  // of no use once the run is done
       fs::rename(work, runs / job.id);  // publishes the run: one atomic step
       ++counts.executed;
       log_line("done " + job.id);

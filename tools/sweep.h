@@ -14,10 +14,13 @@
 //   sweep.log          one line per run started / finished, per invocation
 //
 // Resumable: a run is done when runs/<id>/ exists. A run executes in
-// tmp/<id>/ and is published by one rename(2) after it exited 0, so a sweep
-// killed at any moment (SIGKILL to its process group included) loses only the
-// runs in flight, which start over when the same command is run again. A lock
-// on DIR/.lock keeps two sweeps out of one folder.
+// tmp/<id>/ with `--checkpoint-every K` (server/checkpoint.h) and is
+// published by one rename(2) after it exited 0, so a sweep killed at any
+// moment (SIGKILL to its process group included) loses only the rounds its
+// runs in flight did since their last checkpoint: the same command run again
+// continues each of them with `fedsim run --resume tmp/<id>` (a run without a
+// checkpoint yet starts over). A lock on DIR/.lock keeps two sweeps out of
+// one folder.
 #pragma once
 
 #include <cstddef>
@@ -37,12 +40,14 @@ struct SweepOptions {
   std::string fedsim_exe;    // the executable that runs one scenario (`fedsim run`)
   bool progress = false;     // a progress bar on stderr
   bool plots = true;         // figures and report (needs python3 with matplotlib)
+  std::size_t checkpoint_every = 10;  // rounds between a run's checkpoints; 0: none (runs in flight start over)
 };
 
 struct SweepCounts {
   std::size_t total = 0;
   std::size_t already_done = 0;  // found finished in runs/
   std::size_t executed = 0;      // run (to completion) by this invocation
+  std::size_t resumed = 0;       // of those, continued from a checkpoint of an earlier invocation
 };
 
 // Holds DIR/.lock (flock) for its lifetime; throws InputError when another

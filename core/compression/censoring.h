@@ -41,6 +41,18 @@ class CensoringBase : public Compressor {
   // Whether the last encode() or decode() was a skip (for counting censored messages).
   bool last_skipped() const override { return last_skipped_; }
   std::span<const float> last_sent() const { return last_sent_; }
+  void save(StateWriter& out) const override {
+    out.begin(name_);
+    out.vec(last_sent_);
+    out.put(last_skipped_);
+    inner_->save(out);
+  }
+  void restore(StateReader& in) override {
+    in.begin(name_);
+    in.into(std::span<float>(last_sent_));
+    last_skipped_ = in.get<bool>();
+    inner_->restore(in);
+  }
 
  protected:
   // `name` (a string literal) names the stage in errors.

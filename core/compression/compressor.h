@@ -16,6 +16,7 @@
 #include "core/base/layer.h"
 #include "core/base/registry.h"
 #include "core/base/rng.h"
+#include "core/base/state_io.h"
 
 namespace fedsim {
 
@@ -49,6 +50,15 @@ class Compressor {
   // (CHB's censoring threshold, chb_censoring.h). Only the outermost stage
   // is told (a stage that needs it must come first); the default ignores it.
   virtual void set_model_movement(double squared_norm) { (void)squared_norm; }
+  // Checkpoints (server/checkpoint.h): the memory this instance carries from
+  // one message to the next (error-feedback residuals, last sent vectors,
+  // histories; never scratch), then the wrapped stage's. restore() reads what
+  // save() of an instance built alike wrote, and throws DecodeError on
+  // anything else. Stateless stages keep these defaults; a stage that wraps
+  // another forwards to it. tests/server/checkpoint_test.cc checks every
+  // registered stage: a restored copy continues bit for bit.
+  virtual void save(StateWriter& out) const { (void)out; }
+  virtual void restore(StateReader& in) { (void)in; }
 };
 
 enum class StageKind { kTransform, kQuantizer, kCoder };

@@ -50,6 +50,16 @@ class Dgc final : public Compressor {
   void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return false; }
+  void save(StateWriter& out) const override {
+    out.begin("dgc");
+    out.vec(momentum_);
+    out.vec(accumulation_);
+  }
+  void restore(StateReader& in) override {
+    in.begin("dgc");
+    in.into(std::span<float>(momentum_));
+    in.into(std::span<float>(accumulation_));
+  }
 
   std::size_t k_for(std::size_t n) const;
   // The sender's state: u (momentum) and v (accumulated velocity).

@@ -31,6 +31,16 @@ class ErrorFeedback final : public Compressor {
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return false; }
   bool last_skipped() const override { return inner_->last_skipped(); }
+  void save(StateWriter& out) const override {
+    out.begin("error_feedback");
+    out.vec(residual_);
+    inner_->save(out);
+  }
+  void restore(StateReader& in) override {
+    in.begin("error_feedback");
+    in.into(std::span<float>(residual_));
+    inner_->restore(in);
+  }
 
   // e: what has been left unsent so far (zero initially).
   std::span<const float> residual() const { return residual_; }

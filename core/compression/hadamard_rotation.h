@@ -68,6 +68,8 @@ class HadamardRotation final : public Compressor {
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return inner_->unbiased(); }
   bool last_skipped() const override { return inner_->last_skipped(); }
+  void save(StateWriter& out) const override { inner_->save(out); }
+  void restore(StateReader& in) override { inner_->restore(in); }
 
   // x <- H D x and its inverse x <- D H x, blockwise, in place.
   void rotate(std::span<float> x) const { map_.rotate(x); }

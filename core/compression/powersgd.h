@@ -49,6 +49,16 @@ class PowerSgd final : public Compressor {
   void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return false; }
+  void save(StateWriter& out) const override {
+    out.begin("powersgd");
+    out.vec(residual_);
+    for (const std::vector<double>& q : q_) out.vec(q);
+  }
+  void restore(StateReader& in) override {
+    in.begin("powersgd");
+    in.into(std::span<float>(residual_));
+    for (std::vector<double>& q : q_) in.into(std::span<double>(q));
+  }
 
   std::size_t payload_bytes() const { return 4 * payload_floats_; }
   // e: what has not been sent yet.

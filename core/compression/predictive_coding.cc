@@ -347,4 +347,35 @@ FEDSIM_REGISTER_STAGE(
     "quantizer, adaptive arithmetic coding");
 }  // namespace
 
+void PredictiveCoder::save(StateWriter& out) const {
+  out.begin("predictive_coding");
+  out.vec(prev1_);
+  out.vec(prev2_);
+  out.vec(mean_);
+  for (const auto& w : lms_weights_) out.put(w[0]), out.put(w[1]);
+  out.put(rounds_);
+  for (const LayerChoice& c : choices_) {
+    out.put(static_cast<std::uint8_t>(c.predictor));
+    out.put(static_cast<std::int32_t>(c.bits));
+    out.put(c.step);
+  }
+}
+
+void PredictiveCoder::restore(StateReader& in) {
+  in.begin("predictive_coding");
+  in.into(std::span<float>(prev1_));
+  in.into(std::span<float>(prev2_));
+  in.into(std::span<float>(mean_));
+  for (auto& w : lms_weights_) w[0] = in.get<double>(), w[1] = in.get<double>();
+  rounds_ = in.get<std::uint64_t>();
+  for (LayerChoice& c : choices_) {
+    const std::uint8_t p = in.get<std::uint8_t>();
+    if (p > static_cast<std::uint8_t>(Predictor::kLms))
+      throw DecodeError("predictive_coding: predictor " + std::to_string(p) + " in the state");
+    c.predictor = static_cast<Predictor>(p);
+    c.bits = in.get<std::int32_t>();
+    c.step = in.get<float>();
+  }
+}
+
 }  // namespace fedsim

@@ -95,6 +95,8 @@ class PredictiveCoder final : public Compressor {
   void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return true; }
+  void save(StateWriter& out) const override;
+  void restore(StateReader& in) override;
 
   const std::vector<LayerChoice>& last_choices() const { return choices_; }
   std::uint64_t rounds() const { return rounds_; }

@@ -70,6 +70,16 @@ class WynerZiv final : public Compressor {
   void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return true; }
+  void save(StateWriter& out) const override {
+    out.begin("wyner_ziv");
+    out.vec(side_);
+    out.put<std::uint64_t>(last_side_coordinates_);
+  }
+  void restore(StateReader& in) override {
+    in.begin("wyner_ziv");
+    in.into(std::span<float>(side_));
+    last_side_coordinates_ = static_cast<std::size_t>(in.get<std::uint64_t>());
+  }
 
   // The side information: the last update decoded (0 before the first).
   std::span<const float> side_information() const { return side_; }

@@ -33,6 +33,8 @@ class ZstdCoder final : public Compressor {
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return inner_->unbiased(); }
   bool last_skipped() const override { return inner_->last_skipped(); }
+  void save(StateWriter& out) const override { inner_->save(out); }
+  void restore(StateReader& in) override { inner_->restore(in); }
 
   static std::size_t max_inner_bytes(std::size_t n) { return 8 * n + 1024; }
 

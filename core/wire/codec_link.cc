@@ -120,4 +120,51 @@ BroadcastLink::Sent BroadcastLink::broadcast(std::uint32_t round, std::uint64_t 
   return sent;
 }
 
+namespace {
+
+// An end created on first use: a flag, then its stages' state.
+void save_end(StateWriter& out, const std::unique_ptr<Compressor>& end) {
+  out.put(end != nullptr);
+  if (end) end->save(out);
+}
+
+void restore_end(StateReader& in, std::unique_ptr<Compressor>& end, const PipelineSpec& spec, const CodecSpec& codec,
+                 std::uint64_t shared_seed) {
+  if (!in.get<bool>()) {
+    end.reset();
+    return;
+  }
+  end = spec.make(codec.dim, codec.layers, shared_seed);
+  end->restore(in);
+}
+
+}  // namespace
+
+void CodecLink::save(StateWriter& out) const {
+  save_end(out, encoder_);
+  save_end(out, decoder_);
+}
+
+void CodecLink::restore(StateReader& in) {
+  const std::uint64_t seed = uplink_shared_seed(spec_->seed, client_);
+  restore_end(in, encoder_, spec_->uplink, *spec_, seed);
+  restore_end(in, decoder_, spec_->uplink, *spec_, seed);
+}
+
+void BroadcastLink::save(StateWriter& out) const {
+  out.begin("downlink");
+  out.vec(server_reference_);
+  out.vec(client_reference_);
+  encoder_->save(out);
+  decoder_->save(out);
+}
+
+void BroadcastLink::restore(StateReader& in) {
+  in.begin("downlink");
+  in.into(std::span<float>(server_reference_.memptr(), server_reference_.n_elem));
+  in.into(std::span<float>(client_reference_.memptr(), client_reference_.n_elem));
+  encoder_->restore(in);
+  decoder_->restore(in);
+}
+
 }  // namespace fedsim

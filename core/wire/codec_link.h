@@ -85,6 +85,10 @@ class CodecLink {
   // then as the pipeline's decode() left it (stages leave it unchanged on error).
   ReceivedUpdate receive_update(std::string_view bytes);
 
+  // Checkpoints: which ends exist and their stages' memory (Compressor::save).
+  void save(StateWriter& out) const;
+  void restore(StateReader& in);
+
  private:
   const CodecSpec* spec_;
   std::uint32_t client_;
@@ -115,6 +119,10 @@ class BroadcastLink {
   // version); the client end decodes the bytes it produced. Throws
   // DecodeError if they do not parse back.
   Sent broadcast(std::uint32_t round, std::uint64_t version, const arma::fvec& params);
+
+  // Checkpoints: both references and both ends' stages.
+  void save(StateWriter& out) const;
+  void restore(StateReader& in);
 
  private:
   const CodecSpec* spec_;

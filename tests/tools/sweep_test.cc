@@ -1,7 +1,8 @@
 // `fedsim sweep` end to end on scenarios/studies/smoke.yaml (12 runs of a
 // second): the same CSVs with --jobs 1 and 2; a sweep killed (its whole
 // process group) and run again gives the same CSVs without executing a
-// finished run twice; summary.csv recomputed here from runs.csv.
+// finished run twice, continuing the run in flight from its checkpoint;
+// summary.csv recomputed here from runs.csv.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -34,7 +35,7 @@ fs::path fresh_dir(const std::string& name) {
 }
 
 // Starts `fedsim sweep` as the leader of a new process group.
-pid_t start_sweep(const fs::path& out, int jobs, bool plots) {
+pid_t start_sweep(const fs::path& out, int jobs, bool plots, const char* checkpoint_every = nullptr) {
   const pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
@@ -42,6 +43,7 @@ pid_t start_sweep(const fs::path& out, int jobs, bool plots) {
     std::vector<const char*> argv{kFedsim.c_str(), "sweep", kSmoke.c_str(), "--out", out_s.c_str(), "--jobs",
                                   jobs_s.c_str(), "--quiet"};
     if (!plots) argv.push_back("--no-plots");
+    if (checkpoint_every) argv.insert(argv.end(), {"--checkpoint-every", checkpoint_every});
     argv.push_back(nullptr);
     execv(argv[0], const_cast<char* const*>(argv.data()));
     _exit(127);
@@ -56,7 +58,9 @@ int wait_for(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-int sweep(const fs::path& out, int jobs, bool plots = false) { return wait_for(start_sweep(out, jobs, plots)); }
+int sweep(const fs::path& out, int jobs, bool plots = false, const char* checkpoint_every = nullptr) {
+  return wait_for(start_sweep(out, jobs, plots, checkpoint_every));
+}
 
 std::string read(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
@@ -106,16 +110,21 @@ TEST(Sweep, SameResultsWithOneOrTwoJobs) {
 
 TEST(Sweep, KilledAndRunAgainLosesAndRepeatsNothing) {
   const fs::path dir = fresh_dir("killed");
-  const pid_t pid = start_sweep(dir, 1, false);
-  // Kill the whole group once a few runs are published.
+  const pid_t pid = start_sweep(dir, 1, false, "1");
+  // Kill the whole group once a few runs are published and the run in flight
+  // has written a checkpoint.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   std::size_t published = 0;
   while (std::chrono::steady_clock::now() < deadline) {
     published = fs::exists(dir / "runs") ? static_cast<std::size_t>(std::distance(
                                                fs::directory_iterator(dir / "runs"), fs::directory_iterator()))
                                          : 0;
-    if (published >= 4) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    bool checkpointed = false;
+    if (published >= 4 && fs::exists(dir / "tmp"))
+      for (const auto& entry : fs::directory_iterator(dir / "tmp"))
+        checkpointed = checkpointed || fs::exists(entry.path() / "checkpoint.bin");
+    if (checkpointed) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   ASSERT_GE(published, 4u) << "the sweep published too few runs in 120 s";
   ASSERT_EQ(kill(-pid, SIGKILL), 0);
@@ -124,19 +133,22 @@ TEST(Sweep, KilledAndRunAgainLosesAndRepeatsNothing) {
   for (const auto& entry : fs::directory_iterator(dir / "runs")) done_before.insert(entry.path().filename().string());
   ASSERT_LT(done_before.size(), 12u) << "killed too late to test anything";
 
-  ASSERT_EQ(sweep(dir, 2), 0);
-  // The second invocation begins only runs that were not published.
+  ASSERT_EQ(sweep(dir, 2, false, "1"), 0);
+  // The second invocation begins only runs that were not published, and
+  // continues the one in flight from its checkpoint.
   const std::vector<std::string> log = lines_of(dir / "sweep.log");
   std::size_t second_start = 0;
   for (std::size_t i = 0; i < log.size(); ++i)
     if (log[i].rfind("start ", 0) == 0) second_start = i;
-  std::size_t begun = 0;
+  std::size_t begun = 0, resumed = 0;
   for (std::size_t i = second_start; i < log.size(); ++i) {
-    if (log[i].rfind("begin ", 0) != 0) continue;
-    ++begun;
-    EXPECT_EQ(done_before.count(log[i].substr(6)), 0u) << "ran again: " << log[i];
+    const bool resume = log[i].rfind("resume ", 0) == 0;
+    if (log[i].rfind("begin ", 0) != 0 && !resume) continue;
+    ++(resume ? resumed : begun);
+    EXPECT_EQ(done_before.count(log[i].substr(resume ? 7 : 6)), 0u) << "ran again: " << log[i];
   }
-  EXPECT_EQ(begun, 12u - done_before.size());
+  EXPECT_EQ(resumed, 1u);
+  EXPECT_EQ(begun + resumed, 12u - done_before.size());
   // Every run completed exactly once over both invocations.
   std::map<std::string, int> completions;
   for (const std::string& line : log)
