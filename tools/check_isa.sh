@@ -112,7 +112,7 @@ fuzz_targets=$(ls tests/fuzz/*.cc | xargs -n1 basename | sed 's/\.cc$//')
 if [ "${FEDSIM_ISA_FUZZ:-1}" != 0 ]; then
   step "building the fuzz targets in $fuzz (ASan) and $noasan (no ASan)"
   quiet tools/fuzz.sh --build-only
-  quiet env CXX=clang++ cmake -S . -B "$noasan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFEDSIM_FUZZ=ON \
+  quiet env CXX=clang++ cmake -S . -B "$noasan" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 -DFEDSIM_FUZZ=ON \
     -DFEDSIM_FUZZ_ASAN=OFF -DFEDSIM_TESTS=OFF -DFEDSIM_BENCH=OFF
   quiet cmake --build "$noasan" -j"$jobs" --target $fuzz_targets
 fi

@@ -384,7 +384,14 @@ INSTANTIATE_TEST_SUITE_P(
                                "uplink: [{censoring: {threshold: 0.3}}, qsgd]\n")},
         KillCase{"fedbuff_in_flight",
                  base_scenario("server: {policy: async, buffer_size: 3, concurrency: 8}\n"
-                               "uplink: [error_feedback, sign]\nclient_optimizer: {name: momentum}\n")}),
+                               "uplink: [error_feedback, sign]\nclient_optimizer: {name: momentum}\n")},
+        KillCase{"gossip_choco",
+                 "seed: 4\n"
+                 "data: {source: synthetic_classification, classes: 2, dim: 50, train_samples: 2000, test_samples: 500}\n"
+                 "partition: {scheme: iid}\nmodel: {name: softmax_regression}\n"
+                 "algorithm: {name: dpsvrg, topology: ring, snapshot_period: 7, l1: 0.001, gossip: {choco: {gamma: 0.6}}}\n"
+                 "uplink: [{qsgd: {levels: 15, coding: fixed}}]\n"
+                 "clients: 10\nclients_per_round: 10\nbatch_size: 10\nlearning_rate: 0.1\nrounds: 60\nthreads: 2\n"}),
     [](const ::testing::TestParamInfo<KillCase>& info) { return info.param.name; });
 
 TEST(KilledRun, ResumeRefusesAnotherScenarioWithExitCode2) {
