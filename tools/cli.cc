@@ -344,7 +344,7 @@ int cli_main(int argc, char** argv) {
                  "ratio to fp32, per SIMD path");
   kernels->add_option("--samples", kernel_settings.samples, "Fashion-MNIST training samples (default 10000)")
       ->check(CLI::Range(32ull, 60000ull));
-  kernels->add_option("--seconds", kernel_settings.seconds, "seconds per precision and path (default 1)")
+  kernels->add_option("--seconds", kernel_settings.seconds, "seconds per precision and path (default 3)")
       ->check(CLI::Range(0.01, 3600.0));
 
   TradeoffSettings tradeoff_settings;
