@@ -65,7 +65,7 @@ LocalRound SimClient::train(const ClientContext& ctx, std::uint32_t round, const
     memory.last_model = start_model;
   }
   out.mean_loss = local.mean_loss;
-  out.macs = ctx.model->macs_per_sample() * static_cast<double>(local.samples_processed);
+  out.macs = ctx.model->macs_per_sample() * static_cast<double>(local.samples_processed) + local.extra_macs;
   return out;
 }
 

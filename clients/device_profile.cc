@@ -113,10 +113,22 @@ std::unique_ptr<TableProfile> TableProfile::from_config(const std::string& name,
   for (Precision p : kAllPrecisions) {
     auto& row = table[static_cast<std::size_t>(p)];
     if (row.macs_per_s == 0.0) continue;
+    // `fedsim calibrate` writes `unknown` where it could not measure: refused, never a silent zero.
+    if (energies.has(precision_name(p)) && energies.node()[precision_name(p)].IsScalar() &&
+        energies.node()[precision_name(p)].Scalar() == "unknown")
+      energies.fail(precision_name(p),
+                    "a finite number >= 0 (J/MAC; fedsim calibrate could not read RAPL energy counters: measure "
+                    "the energy per MAC of this precision and replace 'unknown')",
+                    "'unknown'");
     row.joules_per_mac = energies.get_double(precision_name(p), 0.0, kInf);
     if (!std::isfinite(row.joules_per_mac))
       energies.fail(precision_name(p), "a finite number >= 0 (J/MAC)", scalar_text(energies, precision_name(p)));
   }
+  if (config.has("idle_w") && config.node()["idle_w"].IsScalar() && config.node()["idle_w"].Scalar() == "unknown")
+    config.fail("idle_w",
+                "a number >= 0 (W; fedsim calibrate could not read RAPL energy counters: measure the idle power "
+                "and replace 'unknown')",
+                "'unknown'");
   const double idle_w = config.get_double("idle_w", 0.0, 0.0, 1e9);
   return std::make_unique<TableProfile>(name, table, idle_w);
 }

@@ -5,6 +5,7 @@
 
 #include "clients/optimizer.h"
 #include "clients/quantized_compute.h"
+#include "clients/zipml_markers.h"
 
 namespace fedsim {
 
@@ -25,6 +26,11 @@ LocalTrainingResult run_local_sgd(const Model& model, const Dataset& data, const
   std::vector<std::uint32_t> batch_indices(batch);
   double loss_sum = 0.0;
   QuantizedCompute compute(model, settings.precision);
+  FeatureMarkers markers;
+  if (settings.optimal_levels && settings.precision != Precision::kFp32) {
+    markers = FeatureMarkers::optimal(data, view, precision_bits(settings.precision));
+    compute.set_markers(&markers);
+  }
   Rng quantization_rng = Rng::derive(Rng(rng)(), {kQuantizationPurpose});
   for (std::size_t step = 0; step < settings.local_steps; ++step) {
     if (full_batch) {
@@ -48,6 +54,7 @@ LocalTrainingResult run_local_sgd(const Model& model, const Dataset& data, const
     result.samples_processed += batch;
   }
   result.mean_loss = loss_sum / static_cast<double>(settings.local_steps);
+  result.extra_macs = compute.extra_macs_per_sample() * static_cast<double>(result.samples_processed);
   return result;
 }
 

@@ -23,11 +23,18 @@ struct LocalTrainingSettings {
   // below fp32, samples, model and gradient are stochastically rounded to
   // that many bits; the parameters the steps update stay fp32.
   Precision precision = Precision::kFp32;
+  // Levels of the samples below fp32 (scenario key `quantization_levels`):
+  // uniform over each sample's range, or ZipML's data-optimal markers per
+  // feature over the client's local samples (clients/zipml_markers.h).
+  bool optimal_levels = false;
 };
 
 struct LocalTrainingResult {
   double mean_loss = 0.0;          // mean minibatch loss over the steps
   std::uint64_t samples_processed = 0;
+  // Multiply-adds beyond model.macs_per_sample() per sample: double sampling's
+  // second forward pass below fp32 (QuantizedCompute::extra_macs_per_sample).
+  double extra_macs = 0.0;
 };
 
 // Runs `local_steps` steps on data[view], updating params in place: plain

@@ -93,6 +93,61 @@ void stochastic_round(std::span<const float> x, const UniformGrid& grid, Rng& rn
   }
 }
 
+bool stochastic_codes(std::span<const float> x, const UniformGrid& grid, Rng& rng, std::uint8_t* codes) {
+  assert(grid.points <= 256);
+  if (!std::isfinite(grid.step) || !std::isfinite(grid.lo)) return false;
+  if (!(grid.step > 0.0f)) {
+    std::fill(codes, codes + x.size(), std::uint8_t{0});
+    return true;
+  }
+  // stochastic_round's loop, keeping the code instead of lo + code * step.
+  const float lo = grid.lo;
+  const float inv_step = 1.0f / grid.step;
+  const float top = static_cast<float>(grid.points - 1);
+  float values[kBlock];
+  float uniform[kBlock];
+  for (std::size_t first = 0; first < x.size(); first += kBlock) {
+    const std::size_t n = std::min(kBlock, x.size() - first);
+    std::copy(x.data() + first, x.data() + first + n, values);
+    std::fill(values + n, values + kBlock, lo);
+    for (std::size_t k = 0; k < n; k += 2) {
+      const std::uint64_t r = rng();
+      uniform[k] = static_cast<float>(r >> 40) * 0x1.0p-24f;
+      uniform[k + 1] = static_cast<float>((r >> 16) & 0xffffff) * 0x1.0p-24f;
+    }
+    for (std::size_t k = n; k < kBlock; ++k) uniform[k] = 0.0f;
+    for (std::size_t k = 0; k < kBlock; ++k) {
+      const float position = (values[k] - lo) * inv_step;
+      float code = static_cast<float>(static_cast<std::int32_t>(position));
+      code += uniform[k] < position - code ? 1.0f : 0.0f;
+      values[k] = std::min(code, top);
+    }
+    for (std::size_t k = 0; k < n; ++k) codes[first + k] = static_cast<std::uint8_t>(values[k]);
+  }
+  return true;
+}
+
+bool stochastic_pack(std::span<const float> x, int bits, Rng& rng, packed::PackedVector& out,
+                     std::vector<std::uint8_t>& codes) {
+  assert(packed::supported_bits(bits));
+  out.bits = bits;
+  out.n = x.size();
+  out.code_sum = 0;
+  if (x.empty()) {
+    out.lo = out.step = 0.0f;
+    out.bytes.clear();
+    return true;
+  }
+  const UniformGrid grid = uniform_grid(x, bits);
+  codes.resize(x.size());
+  if (!stochastic_codes(x, grid, rng, codes.data())) return false;
+  out.lo = grid.lo;
+  out.step = grid.step > 0.0f ? grid.step : 0.0f;
+  packed::pack(codes, bits, out.bytes);
+  out.code_sum = packed::sum_codes(out.bytes.data(), out.n, bits);
+  return true;
+}
+
 void stochastic_quantize(std::span<const float> x, int bits, Rng& rng, std::span<float> out) {
   if (x.empty()) return;
   stochastic_round(x, uniform_grid(x, bits), rng, out);
@@ -130,12 +185,104 @@ double double_sampled_least_squares(const arma::fvec& params, const arma::fmat& 
   return loss;
 }
 
+double packed_double_sampled_least_squares(const packed::PackedVector& w, std::span<const float> w_values, float b,
+                                           std::span<const packed::PackedVector> outer,
+                                           std::span<const packed::PackedVector> inner,
+                                           std::span<const float> targets, double l2, arma::fvec& grad) {
+  const std::size_t dim = w.n;
+  const std::size_t n = outer.size();
+  assert(w_values.size() == dim && inner.size() == n && targets.size() == n);
+  grad.zeros(dim + 1);
+  double loss = 0.0;
+  if (n > 0) {
+    const double inv_n = 1.0 / static_cast<double>(n);
+    double r2_sum = 0.0;
+    for (std::size_t j = 0; j < n; ++j) {
+      assert(outer[j].n == dim && inner[j].n == dim && outer[j].bits == w.bits && inner[j].bits == w.bits);
+      const double offset = static_cast<double>(b) - static_cast<double>(targets[j]);
+      const double r2 = packed::affine_dot(w, inner[j]) + offset;
+      const double r1 = packed::affine_dot(w, outer[j]) + offset;
+      loss += 0.5 * r1 * r2;
+      r2_sum += r2;
+      // (r2 / n) (lo + step k): one float axpy over the packed codes.
+      const double c = r2 * inv_n;
+      packed::axpy_codes(static_cast<float>(c * outer[j].lo), static_cast<float>(c * outer[j].step),
+                         outer[j].bytes.data(), dim, w.bits, grad.memptr());
+    }
+    grad[dim] = static_cast<float>(r2_sum * inv_n);
+    loss *= inv_n;
+  }
+  if (l2 > 0.0) {
+    const arma::fvec wv(const_cast<float*>(w_values.data()), dim, false, true);
+    arma::fvec grad_w(grad.memptr(), dim, false, true);
+    grad_w += static_cast<float>(l2) * wv;
+    loss += 0.5 * l2 * static_cast<double>(arma::dot(wv, wv));
+  }
+  return loss;
+}
+
 QuantizedCompute::QuantizedCompute(const Model& model, Precision precision)
     : model_(model),
       precision_(precision),
       bits_(precision_bits(precision)),
       form_(model.least_squares_form()),
-      layers_(model.layers()) {}
+      layers_(model.layers()) {
+  // The integer kernels take the least-squares form with its weight layer
+  // first ([0, dim)) and the bias last, at 2, 4 or 8 bits.
+  packed_ = form_.has_value() && precision != Precision::kFp32 && packed::supported_bits(bits_) &&
+            layers_.size() == 2 && layers_[0].offset == 0 && layers_[1].size == 1 &&
+            layers_[1].offset == layers_[0].size;
+}
+
+double QuantizedCompute::extra_macs_per_sample() const {
+  return precision_ != Precision::kFp32 && form_ ? static_cast<double>(model_.num_params()) : 0.0;
+}
+
+bool QuantizedCompute::packed_least_squares(const arma::fvec& params, const Dataset& data,
+                                            std::span<const std::uint32_t> batch, Rng& rng, arma::fvec& grad,
+                                            double& loss) {
+  const std::size_t dim = data.dim();
+  if (layers_[0].size != dim || params.n_elem != dim + 1) return false;
+  // Every grid first (nothing drawn): a non-finite model or sample takes the
+  // float path, which passes it through, so that divergence stays visible.
+  const UniformGrid w_grid = uniform_grid({params.memptr(), dim}, bits_);
+  const UniformGrid b_grid = uniform_grid({params.memptr() + dim, 1}, bits_);
+  if (!std::isfinite(w_grid.lo) || !std::isfinite(w_grid.step) || !std::isfinite(b_grid.lo)) return false;
+  for (std::uint32_t index : batch) {
+    const UniformGrid g = uniform_grid({data.features.colptr(index), dim}, bits_);
+    if (!std::isfinite(g.lo) || !std::isfinite(g.step)) return false;
+  }
+  // The draws of the float path, in its order: weight layer, bias layer,
+  // outer samples, inner samples.
+  quantized_params_ = params;
+  codes_.resize(dim);
+  stochastic_codes({params.memptr(), dim}, w_grid, rng, codes_.data());
+  packed_w_.bits = bits_;
+  packed_w_.n = dim;
+  packed_w_.lo = w_grid.lo;
+  packed_w_.step = w_grid.step;
+  packed::pack(codes_, bits_, packed_w_.bytes);
+  packed_w_.code_sum = packed::sum_codes(packed_w_.bytes.data(), dim, bits_);
+  for (std::size_t i = 0; i < dim; ++i) quantized_params_[i] = w_grid.lo + static_cast<float>(codes_[i]) * w_grid.step;
+  stochastic_round({params.memptr() + dim, 1}, b_grid, rng, {quantized_params_.memptr() + dim, 1});
+  packed_outer_.resize(batch.size());
+  packed_inner_.resize(batch.size());
+  for (auto* samples : {&packed_outer_, &packed_inner_}) {
+    for (std::size_t j = 0; j < batch.size(); ++j) {
+      const bool finite = stochastic_pack({data.features.colptr(batch[j]), dim}, bits_, rng, (*samples)[j], codes_);
+      assert(finite);
+      (void)finite;
+    }
+  }
+  const LeastSquaresForm& form = *form_;
+  targets_.resize(batch.size());
+  for (std::size_t j = 0; j < batch.size(); ++j) {
+    targets_[j] = form.targets_from_labels ? (data.labels[batch[j]] == 1 ? 1.0f : -1.0f) : data.targets[batch[j]];
+  }
+  loss = packed_double_sampled_least_squares(packed_w_, {quantized_params_.memptr(), dim}, quantized_params_[dim],
+                                             packed_outer_, packed_inner_, targets_, form.l2, grad);
+  return true;
+}
 
 void QuantizedCompute::quantize_samples(const Dataset& data, std::span<const std::uint32_t> batch, Rng& rng,
                                         arma::fmat& out) {
@@ -143,7 +290,14 @@ void QuantizedCompute::quantize_samples(const Dataset& data, std::span<const std
   out.set_size(dim, batch.size());
   for (std::size_t j = 0; j < batch.size(); ++j) {
     assert(batch[j] < data.size());
-    stochastic_quantize({data.features.colptr(batch[j]), dim}, bits_, rng, {out.colptr(j), dim});
+    if (markers_ != nullptr) {
+      assert(markers_->features.size() == dim);
+      for (std::size_t f = 0; f < dim; ++f)
+        stochastic_round_markers({data.features.colptr(batch[j]) + f, 1}, markers_->features[f], rng,
+                                 {out.colptr(j) + f, 1});
+    } else {
+      stochastic_quantize({data.features.colptr(batch[j]), dim}, bits_, rng, {out.colptr(j), dim});
+    }
   }
 }
 
@@ -158,9 +312,13 @@ void QuantizedCompute::quantize_layers(arma::fvec& v, Rng& rng) const {
 double QuantizedCompute::loss_and_gradient(const arma::fvec& params, const Dataset& data,
                                            std::span<const std::uint32_t> batch, Rng& rng, arma::fvec& grad) {
   if (precision_ == Precision::kFp32) return model_.loss_and_gradient(params, data, batch, grad);
+  double loss = 0.0;
+  if (packed_ && markers_ == nullptr && packed_least_squares(params, data, batch, rng, grad, loss)) {
+    quantize_layers(grad, rng);
+    return loss;
+  }
   quantized_params_ = params;
   quantize_layers(quantized_params_, rng);
-  double loss = 0.0;
   if (form_) {
     const LeastSquaresForm& form = *form_;
     // ZipML double sampling: two independent quantizations of every sample.

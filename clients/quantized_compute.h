@@ -42,6 +42,8 @@
 #include <vector>
 
 #include "clients/device_profile.h"
+#include "clients/packed_kernels.h"
+#include "clients/zipml_markers.h"
 #include "core/data/dataset.h"
 #include "core/models/model.h"
 #include "core/base/rng.h"
@@ -66,6 +68,18 @@ UniformGrid uniform_grid(std::span<const float> x, int bits);
 // the step is 0 or not finite, in which case out = x and nothing is drawn.
 void stochastic_round(std::span<const float> x, const UniformGrid& grid, Rng& rng, std::span<float> out);
 
+// The codes of stochastic_round: the same draws and the same grid points
+// (grid.lo + codes[i] * grid.step is bit for bit stochastic_round's out[i]);
+// grid.points <= 256. Returns false, drawing and writing nothing, when the
+// grid is not finite (stochastic_round then copies x); a constant block gives
+// all-zero codes.
+bool stochastic_codes(std::span<const float> x, const UniformGrid& grid, Rng& rng, std::uint8_t* codes);
+
+// stochastic_codes onto uniform_grid(x, bits) (bits 2, 4 or 8), packed into
+// out (packed_kernels.h); false (nothing drawn) when x is not finite. codes is scratch.
+bool stochastic_pack(std::span<const float> x, int bits, Rng& rng, packed::PackedVector& out,
+                     std::vector<std::uint8_t>& codes);
+
 // stochastic_round onto uniform_grid(x, bits). out may alias x.
 void stochastic_quantize(std::span<const float> x, int bits, Rng& rng, std::span<float> out);
 
@@ -82,6 +96,19 @@ void stochastic_quantize(std::span<const float> x, int bits, Rng& rng, std::span
 double double_sampled_least_squares(const arma::fvec& params, const arma::fmat& outer, const arma::fmat& inner,
                                     std::span<const float> targets, double l2, arma::fvec& grad);
 
+// double_sampled_least_squares on packed operands, the definition at int8 /
+// int4 / int2 (the integer kernels of packed_kernels.h): w = the packed weight
+// layer (its values w_values, for the l2 term), b the quantized bias, outer[j]
+// and inner[j] the two packed quantizations of sample j. The residuals are
+// exact integer dot products combined in double; the weight gradient
+// accumulates (r2_j / n) outer_j with axpy_codes in float, in sample order.
+// Same quantized values as the float-grid function, so the two differ by the
+// float path's rounding only (bounded in tests/clients/packed_kernels_test.cc).
+double packed_double_sampled_least_squares(const packed::PackedVector& w, std::span<const float> w_values, float b,
+                                           std::span<const packed::PackedVector> outer,
+                                           std::span<const packed::PackedVector> inner,
+                                           std::span<const float> targets, double l2, arma::fvec& grad);
+
 // One client's minibatch gradients at one precision. Holds scratch buffers, so
 // one instance per thread (not thread-safe); the model is borrowed and must
 // outlive it. Deterministic in (params, batch, rng state).
@@ -96,12 +123,24 @@ class QuantizedCompute {
   double loss_and_gradient(const arma::fvec& params, const Dataset& data, std::span<const std::uint32_t> batch,
                            Rng& rng, arma::fvec& grad);
 
+  // Samples are rounded onto these per-feature markers (ZipML's optimal
+  // levels, clients/zipml_markers.h) instead of each sample's uniform grid;
+  // null: uniform. Borrowed; the packed integer kernels are then not used.
+  void set_markers(const FeatureMarkers* markers) { markers_ = markers; }
+
   // Whether gradients are double-sampled (the model is linear least squares).
   bool double_sampling() const { return form_.has_value(); }
+
+  // Multiply-adds per sample beyond the model's macs_per_sample: double
+  // sampling's second forward pass w^T Q2(a) + b (ZipML), num_params; 0 otherwise.
+  double extra_macs_per_sample() const;
 
  private:
   void quantize_samples(const Dataset& data, std::span<const std::uint32_t> batch, Rng& rng, arma::fmat& out);
   void quantize_layers(arma::fvec& v, Rng& rng) const;
+  // The integer path of double sampling (false: a grid is not finite, nothing drawn).
+  bool packed_least_squares(const arma::fvec& params, const Dataset& data, std::span<const std::uint32_t> batch,
+                            Rng& rng, arma::fvec& grad, double& loss);
 
   const Model& model_;
   Precision precision_;
@@ -115,6 +154,11 @@ class QuantizedCompute {
   std::vector<float> targets_;
   Dataset batch_data_;
   std::vector<std::uint32_t> batch_order_;
+  const FeatureMarkers* markers_ = nullptr;
+  bool packed_ = false;  // bits 2, 4 or 8 and a least-squares form: integer kernels
+  packed::PackedVector packed_w_;
+  std::vector<packed::PackedVector> packed_outer_, packed_inner_;
+  std::vector<std::uint8_t> codes_;
 };
 
 }  // namespace fedsim

@@ -70,6 +70,7 @@ Scenario parse_scenario(const std::string& yaml_text, const std::string& file,
   s.training.batch_size = static_cast<std::size_t>(root.get_int("batch_size", 32, 0, 1'000'000));
   s.training.learning_rate = root.get_double("learning_rate", 0.05, 0.0, 1e6);
   s.training.weight_decay = root.get_double("weight_decay", 0.0, 0.0, 1e6);
+  s.training.optimal_levels = root.get_choice("quantization_levels", "uniform", {"uniform", "optimal"}) == "optimal";
   s.server_learning_rate = root.get_double("server_learning_rate", 1.0, 0.0, 1e6);
 
   s.server_optimizer = root.child("server_optimizer");

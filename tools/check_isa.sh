@@ -34,9 +34,10 @@
 set -euo pipefail
 fuzz=build-fuzz
 noasan=build-fuzz/noasan
-tests=(simd_test qsgd_test compressors_test decoder_robustness_test rng_test)
+tests=(simd_test qsgd_test compressors_test decoder_robustness_test rng_test packed_kernels_test)
 # Under qemu (10-50x slower) only the tests of the vectorised stages.
 declare -A qemu_filter=(
+  [packed_kernels_test]='PackedKernels.*Path*:PackedKernels.Dispatched*:PackedKernels.StochasticCodes*'
   [compressors_test]='NaturalCompression.*:NaturalDithering.*:*Qsgd*:ZstdCoder.*'
   [decoder_robustness_test]='*qsgd*:*natural*'
 )
@@ -141,6 +142,7 @@ run_test() {  # label, expected "cpu_isa=... best_isa=...", command...
 step "SIMD tests natively with FEDSIM_SIMD capping the path"
 for cap in avx2 baseline; do
   run_test "simd_test FEDSIM_SIMD=$cap" "best_isa=$cap" env FEDSIM_SIMD=$cap "$build/simd_test"
+  run_test "packed_kernels_test FEDSIM_SIMD=$cap" "" env FEDSIM_SIMD=$cap "$build/packed_kernels_test"
 done
 for cpu in "$haswell" "$nehalem"; do
   name=${cpu%%[-,]*}

@@ -35,6 +35,8 @@
 #include "server/scenario.h"
 #include "server/simulation.h"
 #include "tools/bench_compress.h"
+#include "tools/bench_kernels.h"
+#include "tools/calibrate.h"
 #include "tools/bench_models.h"
 #include "tools/bench_server.h"
 #include "tools/bench_tradeoff.h"
@@ -385,6 +387,15 @@ int cli_main(int argc, char** argv) {
   models->add_option("--threads", model_settings.threads, "concurrent trainers")->check(CLI::Range(1ull, 1024ull));
   models->add_option("--seconds", model_settings.seconds, "seconds per model")->check(CLI::Range(0.1, 3600.0));
 
+  KernelBenchSettings kernel_settings;
+  CLI::App* kernels = bench->add_subcommand(
+      "kernels", "fp32 against the packed int8 / int4 / int2 kernels on the same data: bytes per epoch, samples/s, "
+                 "ratio to fp32, per SIMD path");
+  kernels->add_option("--samples", kernel_settings.samples, "Fashion-MNIST training samples (default 10000)")
+      ->check(CLI::Range(32ull, 60000ull));
+  kernels->add_option("--seconds", kernel_settings.seconds, "seconds per precision and path (default 3)")
+      ->check(CLI::Range(0.01, 3600.0));
+
   TradeoffSettings tradeoff_settings;
   bool tradeoff_no_plot = false;
   CLI::App* tradeoff = bench->add_subcommand(
@@ -399,6 +410,17 @@ int cli_main(int argc, char** argv) {
       ->check(CLI::Range(1ull, 1ull << 20));
   tradeoff->add_option("--out", tradeoff_settings.out_dir, "folder for tradeoff.csv and tradeoff.png (default out/tradeoff/<source>)");
   tradeoff->add_flag("--no-plot", tradeoff_no_plot, "do not run tools/plot_tradeoff.py");
+
+  CalibrateSettings calibrate_settings;
+  CLI::App* calibrate = app.add_subcommand(
+      "calibrate", "measure this machine's MAC/s per precision with the packed kernels (and J/MAC from RAPL when "
+                   "readable); write a device profile for `profiles:`");
+  calibrate->add_option("--out", calibrate_settings.out, "profile file to write (default: print it)");
+  calibrate->add_option("--name", calibrate_settings.name, "the profile's name (default calibrated)");
+  calibrate->add_option("--seconds", calibrate_settings.seconds, "seconds per precision (default 2)")
+      ->check(CLI::Range(0.01, 3600.0));
+  calibrate->add_option("--samples", calibrate_settings.samples, "Fashion-MNIST training samples (default 10000)")
+      ->check(CLI::Range(32ull, 60000ull));
 
   if (argc < 2) {
     std::cerr << app.help();
@@ -440,6 +462,8 @@ int cli_main(int argc, char** argv) {
       return run_server_bench(std::cout, server_settings);
     }
     if (*models) return run_model_bench(std::cout, model_settings);
+    if (*kernels) return run_kernel_bench(std::cout, kernel_settings);
+    if (*calibrate) return run_calibrate(std::cout, calibrate_settings);
     return kInternal;
   } catch (const InputError& e) {
     std::cerr << "fedsim: error: " << e.what() << "\n";

@@ -1,0 +1,521 @@
+#include "clients/packed_kernels.h"
+
+// axpy_codes must perform the same float operations on every path: no fused
+// multiply-add in the AVX-512 variant (core/base/simd.h).
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+
+#if FEDSIM_SIMD_X86
+#include <immintrin.h>
+#endif
+
+namespace fedsim::packed {
+
+namespace {
+
+constexpr std::size_t kCodesPerChunk = 16;
+
+// Scalar kernels on whole bytes (the padding codes are zero): the tails of the
+// vector kernels, and every path on a non-x86 build.
+template <int B>
+[[gnu::always_inline]] inline std::uint64_t dot_bytes_scalar(const std::uint8_t* a, const std::uint8_t* b,
+                                                             std::size_t bytes) {
+  constexpr unsigned kMask = (1u << B) - 1u;
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < bytes; ++i)
+    for (int s = 0; s < 8; s += B) total += ((a[i] >> s) & kMask) * ((b[i] >> s) & kMask);
+  return total;
+}
+template <int B>
+[[gnu::always_inline]] inline std::uint64_t sum_bytes_scalar(const std::uint8_t* a, std::size_t bytes) {
+  constexpr unsigned kMask = (1u << B) - 1u;
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < bytes; ++i)
+    for (int s = 0; s < 8; s += B) total += (a[i] >> s) & kMask;
+  return total;
+}
+template <int B>
+[[gnu::always_inline]] inline void axpy_scalar(float alpha, float beta, const std::uint8_t* codes, std::size_t first,
+                                               std::size_t n, float* y) {
+  for (std::size_t i = first; i < n; ++i) {
+    const std::size_t bit = i * B;
+    const float k = static_cast<float>((codes[bit >> 3] >> (bit & 7)) & ((1u << B) - 1u));
+    float t = k * beta;
+    t = t + alpha;
+    y[i] = y[i] + t;
+  }
+}
+
+#if FEDSIM_SIMD_X86
+// Integer dot products: the bit planes of each byte (mask after a 16-bit
+// shift) multiplied with pmaddubsw (unsigned x signed bytes, pairs summed in
+// 16 bits: codes < 16 fit) or, for 8-bit codes, widened to 16 bits and
+// multiplied with pmaddwd; pairs summed into 32-bit lanes by pmaddwd; the lanes
+// flushed into 64 bits every kFlushBlocks blocks (at most 4 * 255^2 per lane
+// and block: 4096 blocks stay below 2^31). Sums with psadbw (64-bit lanes).
+// The order of the additions differs from path to path; the sums are exact
+// integers, so the results do not.
+constexpr std::size_t kFlushBlocks = 4096;
+
+template <int B>
+[[gnu::always_inline]] inline std::uint64_t dot_sse(const std::uint8_t* a, const std::uint8_t* b, std::size_t bytes) {
+  const std::size_t blocks = bytes / 16;
+  const __m128i ones = _mm_set1_epi16(1);
+  const __m128i mask = _mm_set1_epi8(static_cast<char>((1u << B) - 1u));
+  std::uint64_t total = 0;
+  for (std::size_t k = 0; k < blocks;) {
+    const std::size_t end = std::min(blocks, k + kFlushBlocks);
+    __m128i acc = _mm_setzero_si128();
+    for (; k < end; ++k) {
+      const __m128i va = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 16 * k));
+      const __m128i vb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 * k));
+      if constexpr (B == 8) {
+        const __m128i zero = _mm_setzero_si128();
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi8(va, zero), _mm_unpacklo_epi8(vb, zero)));
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpackhi_epi8(va, zero), _mm_unpackhi_epi8(vb, zero)));
+      } else {
+        __m128i p = _mm_setzero_si128();
+        for (int s = 0; s < 8; s += B) {
+          const __m128i pa = _mm_and_si128(_mm_srli_epi16(va, s), mask);
+          const __m128i pb = _mm_and_si128(_mm_srli_epi16(vb, s), mask);
+          p = _mm_add_epi16(p, _mm_maddubs_epi16(pa, pb));
+        }
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(p, ones));
+      }
+    }
+    alignas(16) std::int32_t lanes[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes), acc);
+    for (std::int32_t v : lanes) total += static_cast<std::uint32_t>(v);
+  }
+  return total + dot_bytes_scalar<B>(a + 16 * blocks, b + 16 * blocks, bytes - 16 * blocks);
+}
+
+template <int B>
+[[gnu::always_inline]] inline std::uint64_t sum_sse(const std::uint8_t* a, std::size_t bytes) {
+  const std::size_t blocks = bytes / 16;
+  const __m128i mask = _mm_set1_epi8(static_cast<char>((1u << B) - 1u));
+  const __m128i zero = _mm_setzero_si128();
+  __m128i acc = _mm_setzero_si128();
+  for (std::size_t k = 0; k < blocks; ++k) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 16 * k));
+    for (int s = 0; s < 8; s += B) acc = _mm_add_epi64(acc, _mm_sad_epu8(_mm_and_si128(_mm_srli_epi16(v, s), mask), zero));
+  }
+  alignas(16) std::uint64_t lanes[2];
+  _mm_store_si128(reinterpret_cast<__m128i*>(lanes), acc);
+  return lanes[0] + lanes[1] + sum_bytes_scalar<B>(a + 16 * blocks, bytes - 16 * blocks);
+}
+
+// 256-bit versions, for the AVX2 and AVX-512 variants (target attributes on the callers).
+template <int B>
+FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline std::uint64_t dot_256(const std::uint8_t* a, const std::uint8_t* b, std::size_t bytes) {
+  const std::size_t blocks = bytes / 32;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i mask = _mm256_set1_epi8(static_cast<char>((1u << B) - 1u));
+  std::uint64_t total = 0;
+  for (std::size_t k = 0; k < blocks;) {
+    const std::size_t end = std::min(blocks, k + kFlushBlocks);
+    __m256i acc = _mm256_setzero_si256();
+    for (; k < end; ++k) {
+      const __m256i va = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32 * k));
+      const __m256i vb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * k));
+      if constexpr (B == 8) {
+        const __m256i zero = _mm256_setzero_si256();
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_unpacklo_epi8(va, zero), _mm256_unpacklo_epi8(vb, zero)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_unpackhi_epi8(va, zero), _mm256_unpackhi_epi8(vb, zero)));
+      } else {
+        __m256i p = _mm256_setzero_si256();
+        for (int s = 0; s < 8; s += B) {
+          const __m256i pa = _mm256_and_si256(_mm256_srli_epi16(va, s), mask);
+          const __m256i pb = _mm256_and_si256(_mm256_srli_epi16(vb, s), mask);
+          p = _mm256_add_epi16(p, _mm256_maddubs_epi16(pa, pb));
+        }
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+      }
+    }
+    alignas(32) std::int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+    for (std::int32_t v : lanes) total += static_cast<std::uint32_t>(v);
+  }
+  return total + dot_sse<B>(a + 32 * blocks, b + 32 * blocks, bytes - 32 * blocks);
+}
+
+template <int B>
+FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline std::uint64_t sum_256(const std::uint8_t* a, std::size_t bytes) {
+  const std::size_t blocks = bytes / 32;
+  const __m256i mask = _mm256_set1_epi8(static_cast<char>((1u << B) - 1u));
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i acc = _mm256_setzero_si256();
+  for (std::size_t k = 0; k < blocks; ++k) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32 * k));
+    for (int s = 0; s < 8; s += B)
+      acc = _mm256_add_epi64(acc, _mm256_sad_epu8(_mm256_and_si256(_mm256_srli_epi16(v, s), mask), zero));
+  }
+  alignas(32) std::uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3] + sum_sse<B>(a + 32 * blocks, bytes - 32 * blocks);
+}
+
+// Codes 8c .. 8c + 7 as the low 8 bytes of a vector, in order.
+template <int B>
+[[gnu::always_inline]] inline __m128i eight_codes(const std::uint8_t* codes, std::size_t c) {
+  if constexpr (B == 8) {
+    return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + 8 * c));
+  } else if constexpr (B == 4) {
+    std::int32_t word;
+    std::memcpy(&word, codes + 4 * c, 4);
+    const __m128i v = _mm_cvtsi32_si128(word);
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    return _mm_unpacklo_epi8(_mm_and_si128(v, mask), _mm_and_si128(_mm_srli_epi16(v, 4), mask));
+  } else {
+    std::int16_t half;
+    std::memcpy(&half, codes + 2 * c, 2);
+    const __m128i v = _mm_cvtsi32_si128(static_cast<std::uint16_t>(half));
+    const __m128i mask = _mm_set1_epi8(3);
+    const __m128i p0 = _mm_and_si128(v, mask), p1 = _mm_and_si128(_mm_srli_epi16(v, 2), mask);
+    const __m128i p2 = _mm_and_si128(_mm_srli_epi16(v, 4), mask), p3 = _mm_and_si128(_mm_srli_epi16(v, 6), mask);
+    return _mm_unpacklo_epi16(_mm_unpacklo_epi8(p0, p1), _mm_unpacklo_epi8(p2, p3));
+  }
+}
+
+// y += alpha + beta * code, 4 lanes at a time; t = k * beta, t = t + alpha, y = y + t.
+template <int B>
+[[gnu::always_inline]] inline void axpy_sse(float alpha, float beta, const std::uint8_t* codes, std::size_t n,
+                                            float* y) {
+  const __m128 va = _mm_set1_ps(alpha), vb = _mm_set1_ps(beta);
+  const std::size_t groups = n / 8;
+  for (std::size_t c = 0; c < groups; ++c) {
+    const __m128i k8 = eight_codes<B>(codes, c);
+    for (int h = 0; h < 2; ++h) {
+      const __m128 k = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(h == 0 ? k8 : _mm_srli_si128(k8, 4)));
+      float* p = y + 8 * c + 4 * h;
+      const __m128 t = _mm_add_ps(_mm_mul_ps(k, vb), va);
+      _mm_storeu_ps(p, _mm_add_ps(_mm_loadu_ps(p), t));
+    }
+  }
+  axpy_scalar<B>(alpha, beta, codes, 8 * groups, n, y);
+}
+
+template <int B>
+FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline void axpy_256(float alpha, float beta, const std::uint8_t* codes, std::size_t n,
+                                            float* y) {
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  const std::size_t groups = n / 8;
+  for (std::size_t c = 0; c < groups; ++c) {
+    const __m256 k = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(eight_codes<B>(codes, c)));
+    const __m256 t = _mm256_add_ps(_mm256_mul_ps(k, vb), va);
+    _mm256_storeu_ps(y + 8 * c, _mm256_add_ps(_mm256_loadu_ps(y + 8 * c), t));
+  }
+  axpy_scalar<B>(alpha, beta, codes, 8 * groups, n, y);
+}
+#endif
+
+// fp32 dot product: 16 lane accumulators (lane j takes elements 16 c + j in
+// order; SSE holds them in four registers, the wider paths in two 256-bit
+// ones), then the 16 lanes summed in order, then the tail: the same float
+// operations on every path. The products are rounded before the additions
+// (no fused multiply-add, see the top of the file).
+[[gnu::always_inline]] inline float dot_f32_finish(const float* lanes, const float* a, const float* b,
+                                                   std::size_t first, std::size_t n) {
+  float sum = 0.0f;
+  for (int j = 0; j < 16; ++j) sum += lanes[j];
+  for (std::size_t i = first; i < n; ++i) {
+    const float p = a[i] * b[i];
+    sum = sum + p;
+  }
+  return sum;
+}
+
+[[gnu::always_inline]] inline float dot_f32_narrow(const float* a, const float* b, std::size_t n) {
+  const std::size_t full = n / kCodesPerChunk;
+  alignas(16) float lanes[16] = {};
+#if FEDSIM_SIMD_X86
+  __m128 acc[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+  for (std::size_t c = 0; c < full; ++c)
+    for (int v = 0; v < 4; ++v)
+      acc[v] = _mm_add_ps(acc[v], _mm_mul_ps(_mm_loadu_ps(a + 16 * c + 4 * v), _mm_loadu_ps(b + 16 * c + 4 * v)));
+  for (int v = 0; v < 4; ++v) _mm_store_ps(lanes + 4 * v, acc[v]);
+#else
+  for (std::size_t c = 0; c < full; ++c)
+    for (int j = 0; j < 16; ++j) {
+      const float p = a[16 * c + j] * b[16 * c + j];
+      lanes[j] = lanes[j] + p;
+    }
+#endif
+  return dot_f32_finish(lanes, a, b, full * kCodesPerChunk, n);
+}
+
+[[gnu::always_inline]] inline void axpy_f32_narrow(float alpha, const float* x, std::size_t n, float* y) {
+  std::size_t i = 0;
+#if FEDSIM_SIMD_X86
+  const __m128 va = _mm_set1_ps(alpha);
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(y + i, _mm_add_ps(_mm_loadu_ps(y + i), _mm_mul_ps(_mm_loadu_ps(x + i), va)));
+#endif
+  for (; i < n; ++i) {
+    const float p = x[i] * alpha;
+    y[i] = y[i] + p;
+  }
+}
+
+#if FEDSIM_SIMD_X86
+FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline float dot_f32_wide(const float* a, const float* b, std::size_t n) {
+  const std::size_t full = n / kCodesPerChunk;
+  alignas(32) float lanes[16];
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (std::size_t c = 0; c < full; ++c)
+    for (int v = 0; v < 2; ++v)
+      acc[v] = _mm256_add_ps(acc[v],
+                             _mm256_mul_ps(_mm256_loadu_ps(a + 16 * c + 8 * v), _mm256_loadu_ps(b + 16 * c + 8 * v)));
+  for (int v = 0; v < 2; ++v) _mm256_store_ps(lanes + 8 * v, acc[v]);
+  return dot_f32_finish(lanes, a, b, full * kCodesPerChunk, n);
+}
+FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline void axpy_f32_wide(float alpha, const float* x, std::size_t n,
+                                                                    float* y) {
+  std::size_t i = 0;
+  const __m256 va = _mm256_set1_ps(alpha);
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), va)));
+  for (; i < n; ++i) {
+    const float p = x[i] * alpha;
+    y[i] = y[i] + p;
+  }
+}
+#else
+#define dot_f32_wide dot_f32_narrow
+#define axpy_f32_wide axpy_f32_narrow
+#endif
+
+// The baseline (SSE4.1, x86-64-v2) kernels by width; scalar on a non-x86 build.
+[[gnu::always_inline]] inline std::uint64_t dot_narrow(const std::uint8_t* a, const std::uint8_t* b, std::size_t n,
+                                                       int bits) {
+  const std::size_t bytes = packed_bytes(n, bits);
+#if FEDSIM_SIMD_X86
+  switch (bits) {
+    case 2: return dot_sse<2>(a, b, bytes);
+    case 4: return dot_sse<4>(a, b, bytes);
+    default: return dot_sse<8>(a, b, bytes);
+  }
+#else
+  switch (bits) {
+    case 2: return dot_bytes_scalar<2>(a, b, bytes);
+    case 4: return dot_bytes_scalar<4>(a, b, bytes);
+    default: return dot_bytes_scalar<8>(a, b, bytes);
+  }
+#endif
+}
+[[gnu::always_inline]] inline std::uint64_t sum_narrow(const std::uint8_t* a, std::size_t n, int bits) {
+  const std::size_t bytes = packed_bytes(n, bits);
+#if FEDSIM_SIMD_X86
+  switch (bits) {
+    case 2: return sum_sse<2>(a, bytes);
+    case 4: return sum_sse<4>(a, bytes);
+    default: return sum_sse<8>(a, bytes);
+  }
+#else
+  switch (bits) {
+    case 2: return sum_bytes_scalar<2>(a, bytes);
+    case 4: return sum_bytes_scalar<4>(a, bytes);
+    default: return sum_bytes_scalar<8>(a, bytes);
+  }
+#endif
+}
+[[gnu::always_inline]] inline void axpy_narrow(float alpha, float beta, const std::uint8_t* codes, std::size_t n,
+                                               int bits, float* y) {
+#if FEDSIM_SIMD_X86
+  switch (bits) {
+    case 2: axpy_sse<2>(alpha, beta, codes, n, y); break;
+    case 4: axpy_sse<4>(alpha, beta, codes, n, y); break;
+    default: axpy_sse<8>(alpha, beta, codes, n, y); break;
+  }
+#else
+  switch (bits) {
+    case 2: axpy_scalar<2>(alpha, beta, codes, 0, n, y); break;
+    case 4: axpy_scalar<4>(alpha, beta, codes, 0, n, y); break;
+    default: axpy_scalar<8>(alpha, beta, codes, 0, n, y); break;
+  }
+#endif
+}
+
+#if FEDSIM_SIMD_X86
+// The 256-bit kernels by width, for the AVX2 and AVX-512 variants.
+FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline std::uint64_t dot_wide(const std::uint8_t* a, const std::uint8_t* b,
+                                                                        std::size_t n, int bits) {
+  const std::size_t bytes = packed_bytes(n, bits);
+  switch (bits) {
+    case 2: return dot_256<2>(a, b, bytes);
+    case 4: return dot_256<4>(a, b, bytes);
+    default: return dot_256<8>(a, b, bytes);
+  }
+}
+FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline std::uint64_t sum_wide(const std::uint8_t* a, std::size_t n, int bits) {
+  const std::size_t bytes = packed_bytes(n, bits);
+  switch (bits) {
+    case 2: return sum_256<2>(a, bytes);
+    case 4: return sum_256<4>(a, bytes);
+    default: return sum_256<8>(a, bytes);
+  }
+}
+FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline void axpy_wide(float alpha, float beta, const std::uint8_t* codes,
+                                                                std::size_t n, int bits, float* y) {
+  switch (bits) {
+    case 2: axpy_256<2>(alpha, beta, codes, n, y); break;
+    case 4: axpy_256<4>(alpha, beta, codes, n, y); break;
+    default: axpy_256<8>(alpha, beta, codes, n, y); break;
+  }
+}
+#else
+#define dot_wide dot_narrow
+#define sum_wide sum_narrow
+#define axpy_wide axpy_narrow
+#endif
+
+using DotKernel = std::uint64_t (*)(const std::uint8_t*, const std::uint8_t*, std::size_t, int);
+using SumKernel = std::uint64_t (*)(const std::uint8_t*, std::size_t, int);
+using AxpyKernel = void (*)(float, float, const std::uint8_t*, std::size_t, int, float*);
+
+FEDSIM_TARGET_AVX512 std::uint64_t dot_avx512(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits) {
+  return dot_wide(a, b, n, bits);
+}
+FEDSIM_TARGET_AVX2 std::uint64_t dot_avx2(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits) {
+  return dot_wide(a, b, n, bits);
+}
+std::uint64_t dot_baseline(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits) {
+  return dot_narrow(a, b, n, bits);
+}
+FEDSIM_TARGET_AVX512 std::uint64_t sum_avx512(const std::uint8_t* a, std::size_t n, int bits) {
+  return sum_wide(a, n, bits);
+}
+FEDSIM_TARGET_AVX2 std::uint64_t sum_avx2(const std::uint8_t* a, std::size_t n, int bits) {
+  return sum_wide(a, n, bits);
+}
+std::uint64_t sum_baseline(const std::uint8_t* a, std::size_t n, int bits) { return sum_narrow(a, n, bits); }
+FEDSIM_TARGET_AVX512 void axpy_avx512(float alpha, float beta, const std::uint8_t* codes, std::size_t n, int bits,
+                                      float* y) {
+  axpy_wide(alpha, beta, codes, n, bits, y);
+}
+FEDSIM_TARGET_AVX2 void axpy_avx2(float alpha, float beta, const std::uint8_t* codes, std::size_t n, int bits,
+                                  float* y) {
+  axpy_wide(alpha, beta, codes, n, bits, y);
+}
+void axpy_baseline(float alpha, float beta, const std::uint8_t* codes, std::size_t n, int bits, float* y) {
+  axpy_narrow(alpha, beta, codes, n, bits, y);
+}
+
+using DotF32Kernel = float (*)(const float*, const float*, std::size_t);
+using AxpyF32Kernel = void (*)(float, const float*, std::size_t, float*);
+FEDSIM_TARGET_AVX512 float dot_f32_avx512(const float* a, const float* b, std::size_t n) {
+  return dot_f32_wide(a, b, n);
+}
+FEDSIM_TARGET_AVX2 float dot_f32_avx2(const float* a, const float* b, std::size_t n) {
+  return dot_f32_wide(a, b, n);
+}
+float dot_f32_baseline(const float* a, const float* b, std::size_t n) { return dot_f32_narrow(a, b, n); }
+FEDSIM_TARGET_AVX512 void axpy_f32_avx512(float alpha, const float* x, std::size_t n, float* y) {
+  axpy_f32_wide(alpha, x, n, y);
+}
+FEDSIM_TARGET_AVX2 void axpy_f32_avx2(float alpha, const float* x, std::size_t n, float* y) {
+  axpy_f32_wide(alpha, x, n, y);
+}
+void axpy_f32_baseline(float alpha, const float* x, std::size_t n, float* y) {
+  axpy_f32_narrow(alpha, x, n, y);
+}
+
+}  // namespace
+
+float dot_f32(const float* a, const float* b, std::size_t n, simd::Isa isa) {
+  return simd::pick<DotF32Kernel>(isa, dot_f32_avx512, dot_f32_avx2, dot_f32_baseline)(a, b, n);
+}
+void axpy_f32(float alpha, const float* x, std::size_t n, float* y, simd::Isa isa) {
+  simd::pick<AxpyF32Kernel>(isa, axpy_f32_avx512, axpy_f32_avx2, axpy_f32_baseline)(alpha, x, n, y);
+}
+
+bool supported_bits(int bits) { return bits == 2 || bits == 4 || bits == 8; }
+
+void pack(std::span<const std::uint8_t> codes, int bits, std::vector<std::uint8_t>& out) {
+  assert(supported_bits(bits));
+  out.assign(packed_bytes(codes.size(), bits), 0);
+  for (std::size_t i = 0; i < codes.size(); ++i) {
+    assert(codes[i] < (1u << bits));
+    const std::size_t bit = i * static_cast<std::size_t>(bits);
+    out[bit >> 3] = static_cast<std::uint8_t>(out[bit >> 3] | (codes[i] << (bit & 7)));
+  }
+}
+
+void unpack(const std::uint8_t* packed, std::size_t n, int bits, std::uint8_t* codes) {
+  assert(supported_bits(bits));
+  const unsigned mask = (1u << bits) - 1u;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t bit = i * static_cast<std::size_t>(bits);
+    codes[i] = static_cast<std::uint8_t>((packed[bit >> 3] >> (bit & 7)) & mask);
+  }
+}
+
+std::uint64_t dot_codes(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits, simd::Isa isa) {
+  assert(supported_bits(bits));
+  return simd::pick<DotKernel>(isa, dot_avx512, dot_avx2, dot_baseline)(a, b, n, bits);
+}
+std::uint64_t sum_codes(const std::uint8_t* a, std::size_t n, int bits, simd::Isa isa) {
+  assert(supported_bits(bits));
+  return simd::pick<SumKernel>(isa, sum_avx512, sum_avx2, sum_baseline)(a, n, bits);
+}
+void axpy_codes(float alpha, float beta, const std::uint8_t* codes, std::size_t n, int bits, float* y,
+                simd::Isa isa) {
+  assert(supported_bits(bits));
+  simd::pick<AxpyKernel>(isa, axpy_avx512, axpy_avx2, axpy_baseline)(alpha, beta, codes, n, bits, y);
+}
+
+std::uint64_t dot_codes(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits) {
+  static const DotKernel kernel = simd::pick<DotKernel>(simd::best_isa(), dot_avx512, dot_avx2, dot_baseline);
+  assert(supported_bits(bits));
+  return kernel(a, b, n, bits);
+}
+std::uint64_t sum_codes(const std::uint8_t* a, std::size_t n, int bits) {
+  static const SumKernel kernel = simd::pick<SumKernel>(simd::best_isa(), sum_avx512, sum_avx2, sum_baseline);
+  assert(supported_bits(bits));
+  return kernel(a, n, bits);
+}
+void axpy_codes(float alpha, float beta, const std::uint8_t* codes, std::size_t n, int bits, float* y) {
+  static const AxpyKernel kernel = simd::pick<AxpyKernel>(simd::best_isa(), axpy_avx512, axpy_avx2, axpy_baseline);
+  assert(supported_bits(bits));
+  kernel(alpha, beta, codes, n, bits, y);
+}
+
+namespace {
+double combine(const PackedVector& a, const PackedVector& b, double d) {
+  const double la = a.lo, lb = b.lo, sa = a.step, sb = b.step;
+  return static_cast<double>(a.n) * la * lb + la * sb * static_cast<double>(b.code_sum) +
+         sa * lb * static_cast<double>(a.code_sum) + sa * sb * d;
+}
+}  // namespace
+
+double affine_dot(const PackedVector& a, const PackedVector& b) {
+  assert(a.n == b.n && a.bits == b.bits);
+  return combine(a, b, static_cast<double>(dot_codes(a.bytes.data(), b.bytes.data(), a.n, a.bits)));
+}
+
+double affine_dot(const PackedVector& a, const PackedVector& b, simd::Isa isa) {
+  assert(a.n == b.n && a.bits == b.bits);
+  return combine(a, b, static_cast<double>(dot_codes(a.bytes.data(), b.bytes.data(), a.n, a.bits, isa)));
+}
+
+float reference_dot(const PackedVector& a, const PackedVector& b) {
+  assert(a.n == b.n && a.bits == b.bits);
+  std::vector<std::uint8_t> ka(a.n), kb(b.n);
+  unpack(a.bytes.data(), a.n, a.bits, ka.data());
+  unpack(b.bytes.data(), b.n, b.bits, kb.data());
+  float sum = 0.0f;
+  for (std::size_t i = 0; i < a.n; ++i) {
+    const float x = a.lo + static_cast<float>(ka[i]) * a.step;
+    const float y = b.lo + static_cast<float>(kb[i]) * b.step;
+    sum += x * y;
+  }
+  return sum;
+}
+
+}  // namespace fedsim::packed

@@ -1,0 +1,394 @@
+// Packed low-precision kernels (clients/packed_kernels.h) on every SIMD path:
+// exact integer dot products and sums against a scalar reference on random
+// codes of awkward sizes, the float axpy bit for bit, the affine dot product
+// against the float-grid reference within the stated bound (exactly where
+// both are exact), stochastic_codes against stochastic_round, the packed
+// double-sampled least-squares gradient against the float one, and the
+// compute billing of double sampling's second sample in a two-client run.
+// The AVX-512 path is skipped, saying so, on a CPU without AVX-512;
+// tools/check_isa.sh also runs this test with FEDSIM_SIMD=avx2 / baseline.
+#include "clients/packed_kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "clients/quantized_compute.h"
+#include "clients/zipml_markers.h"
+#include "core/base/errors.h"
+#include "core/base/rng.h"
+#include "server/scenario.h"
+#include "server/simulation.h"
+
+namespace fedsim {
+namespace {
+
+constexpr std::size_t kSizes[] = {1, 7, 15, 16, 17, 31, 33, 100, 785, 4099};
+constexpr int kBits[] = {2, 4, 8};
+constexpr double kU = 0x1.0p-24;  // float unit roundoff
+
+const char* isa_name(simd::Isa isa) {
+  switch (isa) {
+    case simd::Isa::kAvx512: return "avx512";
+    case simd::Isa::kAvx2: return "avx2";
+    case simd::Isa::kBaseline: break;
+  }
+  return "baseline";
+}
+
+std::vector<std::uint8_t> random_codes(Rng& rng, std::size_t n, int bits) {
+  std::vector<std::uint8_t> codes(n);
+  for (auto& c : codes) c = static_cast<std::uint8_t>(rng.below(1u << bits));
+  return codes;
+}
+
+// Every kernel on one path against scalar references.
+void check_path(simd::Isa isa) {
+  Rng rng(42);
+  for (int bits : kBits) {
+    for (std::size_t n : kSizes) {
+      SCOPED_TRACE(std::string(isa_name(isa)) + " bits=" + std::to_string(bits) + " n=" + std::to_string(n));
+      std::vector<std::uint8_t> ka = random_codes(rng, n, bits), kb = random_codes(rng, n, bits);
+      if (n == 785) std::fill(ka.begin(), ka.end(), static_cast<std::uint8_t>((1u << bits) - 1u));  // all maximal
+      std::vector<std::uint8_t> pa, pb;
+      packed::pack(ka, bits, pa);
+      packed::pack(kb, bits, pb);
+      ASSERT_EQ(pa.size(), packed::packed_bytes(n, bits));
+      std::vector<std::uint8_t> back(n);
+      packed::unpack(pa.data(), n, bits, back.data());
+      EXPECT_EQ(back, ka);
+      std::uint64_t dot = 0, sum = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        dot += static_cast<std::uint64_t>(ka[i]) * kb[i];
+        sum += ka[i];
+      }
+      EXPECT_EQ(packed::dot_codes(pa.data(), pb.data(), n, bits, isa), dot);
+      EXPECT_EQ(packed::sum_codes(pa.data(), n, bits, isa), sum);
+      // axpy: the same float operations as this scalar loop, bit for bit.
+      std::vector<float> y(n + 3), expected(n + 3);
+      for (std::size_t i = 0; i < y.size(); ++i) y[i] = expected[i] = static_cast<float>(rng.normal());
+      const float alpha = -0.37f, beta = 0.011f;
+      for (std::size_t i = 0; i < n; ++i) {
+        float t = static_cast<float>(ka[i]) * beta;
+        t = t + alpha;
+        expected[i] = expected[i] + t;
+      }
+      packed::axpy_codes(alpha, beta, pa.data(), n, bits, y.data(), isa);
+      EXPECT_EQ(y, expected);  // including the 3 guard values past n
+      // The fp32 kernels: bit for bit the baseline's on every path, within
+      // gamma_n sum |a b| of the exact dot product.
+      std::vector<float> fa(n), fb(n);
+      double exact = 0.0, magnitude = 0.0;
+      for (std::size_t i = 0; i < n; ++i) {
+        fa[i] = static_cast<float>(rng.normal());
+        fb[i] = static_cast<float>(rng.normal());
+        exact += static_cast<double>(fa[i]) * fb[i];
+        magnitude += std::fabs(static_cast<double>(fa[i]) * fb[i]);
+      }
+      const float fdot = packed::dot_f32(fa.data(), fb.data(), n, isa);
+      EXPECT_EQ(fdot, packed::dot_f32(fa.data(), fb.data(), n, simd::Isa::kBaseline));
+      EXPECT_LE(std::fabs(fdot - exact), (n + 1) * kU / (1 - (n + 1) * kU) * magnitude);
+      std::vector<float> z1(fb), z2(fb);
+      packed::axpy_f32(0.3f, fa.data(), n, z1.data(), isa);
+      packed::axpy_f32(0.3f, fa.data(), n, z2.data(), simd::Isa::kBaseline);
+      EXPECT_EQ(z1, z2);
+    }
+  }
+  // A long vector crosses the accumulator flush (32768 chunks): all codes maximal.
+  const std::size_t n = 16 * 32768 * 2 + 5;
+  const std::vector<std::uint8_t> k(n, 255);
+  std::vector<std::uint8_t> p;
+  packed::pack(k, 8, p);
+  EXPECT_EQ(packed::dot_codes(p.data(), p.data(), n, 8, isa), static_cast<std::uint64_t>(n) * 65025u);
+  EXPECT_EQ(packed::sum_codes(p.data(), n, 8, isa), static_cast<std::uint64_t>(n) * 255u);
+}
+
+TEST(PackedKernels, BaselinePathIsExact) { check_path(simd::Isa::kBaseline); }
+
+TEST(PackedKernels, Avx2PathIsExact) {
+  if (simd::cpu_isa() < simd::Isa::kAvx2) GTEST_SKIP() << "this CPU has no AVX2: the AVX2 path is not tested here";
+  check_path(simd::Isa::kAvx2);
+}
+
+TEST(PackedKernels, Avx512PathIsExact) {
+  if (simd::cpu_isa() < simd::Isa::kAvx512)
+    GTEST_SKIP() << "this CPU has no AVX-512: the AVX-512 path is not tested here (run on an AVX-512 machine)";
+  check_path(simd::Isa::kAvx512);
+}
+
+TEST(PackedKernels, DispatchedPathMatchesBaseline) {
+  // The path best_isa() picks (FEDSIM_SIMD caps it) gives the baseline's results.
+  Rng rng(3);
+  for (int bits : kBits) {
+    const std::vector<std::uint8_t> a = random_codes(rng, 1001, bits), b = random_codes(rng, 1001, bits);
+    std::vector<std::uint8_t> pa, pb;
+    packed::pack(a, bits, pa);
+    packed::pack(b, bits, pb);
+    EXPECT_EQ(packed::dot_codes(pa.data(), pb.data(), 1001, bits),
+              packed::dot_codes(pa.data(), pb.data(), 1001, bits, simd::Isa::kBaseline));
+    std::vector<float> y1(1001, 0.5f), y2 = y1;
+    packed::axpy_codes(0.25f, -1.5e-3f, pa.data(), 1001, bits, y1.data());
+    packed::axpy_codes(0.25f, -1.5e-3f, pa.data(), 1001, bits, y2.data(), simd::Isa::kBaseline);
+    EXPECT_EQ(y1, y2);
+  }
+}
+
+packed::PackedVector quantized(const std::vector<float>& x, int bits, Rng& rng) {
+  packed::PackedVector v;
+  std::vector<std::uint8_t> scratch;
+  EXPECT_TRUE(stochastic_pack(x, bits, rng, v, scratch));
+  return v;
+}
+
+// The affine dot product against the exact value (long double) within a few
+// ulp of double, and the float-grid reference within its stated bound
+// gamma_{n+4} sum_i (|lo_a| + s_a k_a)(|lo_b| + s_b k_b).
+TEST(PackedKernels, AffineDotIsTheExactValueAndTheFloatGridIsWithinItsBound) {
+  Rng rng(11);
+  for (int bits : kBits) {
+    for (std::size_t n : kSizes) {
+      SCOPED_TRACE("bits=" + std::to_string(bits) + " n=" + std::to_string(n));
+      std::vector<float> x(n), y(n);
+      for (float& v : x) v = static_cast<float>(rng.normal() + 0.3);
+      for (float& v : y) v = static_cast<float>(std::exp(rng.normal()));  // one-signed, skewed
+      const packed::PackedVector a = quantized(x, bits, rng), b = quantized(y, bits, rng);
+      std::vector<std::uint8_t> ka(n), kb(n);
+      packed::unpack(a.bytes.data(), n, bits, ka.data());
+      packed::unpack(b.bytes.data(), n, bits, kb.data());
+      long double exact = 0.0L, magnitude = 0.0L;
+      for (std::size_t i = 0; i < n; ++i) {
+        const long double va = static_cast<long double>(a.lo) + static_cast<long double>(a.step) * ka[i];
+        const long double vb = static_cast<long double>(b.lo) + static_cast<long double>(b.step) * kb[i];
+        exact += va * vb;
+        magnitude += (std::fabs(static_cast<long double>(a.lo)) + static_cast<long double>(a.step) * ka[i]) *
+                     (std::fabs(static_cast<long double>(b.lo)) + static_cast<long double>(b.step) * kb[i]);
+      }
+      const double got = packed::affine_dot(a, b);
+      EXPECT_LE(std::fabs(static_cast<long double>(got) - exact), 8 * 0x1.0p-53 * magnitude + n * 0x1.0p-63 * magnitude);
+      const double gamma = (n + 4) * kU / (1.0 - (n + 4) * kU);
+      EXPECT_LE(std::fabs(static_cast<long double>(packed::reference_dot(a, b)) - exact), gamma * magnitude);
+    }
+  }
+}
+
+TEST(PackedKernels, ExactWhereTheFloatGridIsExact) {
+  // Integer grid points (lo = 0, step = 1: codes 0..2^b - 1 with both ends
+  // present) and small sizes: every float product and sum is exact, so the
+  // float-grid reference and the integer kernel agree to the bit.
+  Rng rng(5);
+  for (int bits : kBits) {
+    for (std::size_t n : {2u, 17u, 100u}) {
+      std::vector<float> x(n), y(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        x[i] = static_cast<float>(rng.below(1u << bits));
+        y[i] = static_cast<float>(rng.below(1u << bits));
+      }
+      x[0] = y[0] = 0.0f;
+      x[1] = y[1] = static_cast<float>((1u << bits) - 1u);
+      const packed::PackedVector a = quantized(x, bits, rng), b = quantized(y, bits, rng);
+      ASSERT_EQ(a.step, 1.0f);
+      EXPECT_EQ(packed::affine_dot(a, b), static_cast<double>(packed::reference_dot(a, b)));
+    }
+  }
+}
+
+TEST(PackedKernels, StochasticCodesAreStochasticRoundsGridPoints) {
+  for (int bits : kBits) {
+    for (std::size_t n : kSizes) {
+      Rng data(n);
+      std::vector<float> x(n);
+      for (float& v : x) v = static_cast<float>(data.normal());
+      if (n == 7) std::fill(x.begin(), x.end(), 1.5f);  // constant block: exact, nothing drawn
+      const UniformGrid grid = uniform_grid(x, bits);
+      Rng r1(9), r2(9);
+      std::vector<float> rounded(n);
+      stochastic_round(x, grid, r1, rounded);
+      std::vector<std::uint8_t> codes(n);
+      ASSERT_TRUE(stochastic_codes(x, grid, r2, codes.data()));
+      for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(grid.lo + static_cast<float>(codes[i]) * grid.step, rounded[i]);
+      EXPECT_EQ(r1(), r2());  // the same number of draws
+    }
+  }
+  std::vector<float> bad = {1.0f, NAN, 2.0f};
+  std::vector<std::uint8_t> codes(3);
+  Rng rng(1);
+  EXPECT_FALSE(stochastic_codes(bad, uniform_grid(bad, 4), rng, codes.data()));
+}
+
+// The packed double-sampled gradient (the definition below fp32) against the
+// float one on the same quantized values. Stated bound, per coordinate i:
+//   |g_int - g_float| <= (1/n) sum_j (E_j |a1_ij| + 2 (n + 4) u |r2_j| |a1_ij|),
+//   E_j = 2 (dim + 4) u (sum_i |w_i a2_ij| + |b| + |t_j|)  (the float residual's error),
+// and the bias gradient and loss alike.
+TEST(PackedKernels, PackedDoubleSamplingMatchesTheFloatGridWithinTheBound) {
+  for (int bits : kBits) {
+    for (std::size_t dim : {5u, 33u, 784u}) {
+      SCOPED_TRACE("bits=" + std::to_string(bits) + " dim=" + std::to_string(dim));
+      const std::size_t n = 13;
+      Rng rng(dim * 31 + bits);
+      std::vector<float> w(dim);
+      for (float& v : w) v = static_cast<float>(0.2 * rng.normal());
+      const packed::PackedVector pw = quantized(w, bits, rng);
+      std::vector<std::uint8_t> kw(dim);
+      packed::unpack(pw.bytes.data(), dim, bits, kw.data());
+      arma::fvec params(dim + 1);
+      for (std::size_t i = 0; i < dim; ++i) params[i] = pw.lo + static_cast<float>(kw[i]) * pw.step;
+      params[dim] = 0.125f;
+      std::vector<packed::PackedVector> outer, inner;
+      arma::fmat a1(dim, n), a2(dim, n);
+      std::vector<float> targets(n);
+      for (std::size_t j = 0; j < n; ++j) {
+        std::vector<float> x(dim);
+        for (float& v : x) v = static_cast<float>(rng.uniform());
+        targets[j] = static_cast<float>(rng.normal());
+        outer.push_back(quantized(x, bits, rng));
+        inner.push_back(quantized(x, bits, rng));
+        std::vector<std::uint8_t> k(dim);
+        packed::unpack(outer[j].bytes.data(), dim, bits, k.data());
+        for (std::size_t i = 0; i < dim; ++i) a1(i, j) = outer[j].lo + static_cast<float>(k[i]) * outer[j].step;
+        packed::unpack(inner[j].bytes.data(), dim, bits, k.data());
+        for (std::size_t i = 0; i < dim; ++i) a2(i, j) = inner[j].lo + static_cast<float>(k[i]) * inner[j].step;
+      }
+      arma::fvec g_float, g_int;
+      const double l2 = 0.01;
+      const double loss_float = double_sampled_least_squares(params, a1, a2, targets, l2, g_float);
+      const double loss_int = packed_double_sampled_least_squares(pw, {params.memptr(), dim}, params[dim], outer,
+                                                                  inner, targets, l2, g_int);
+      ASSERT_EQ(g_int.n_elem, dim + 1);
+      std::vector<double> r2(n), err(n);
+      double r_bound = 0.0;
+      for (std::size_t j = 0; j < n; ++j) {
+        double dot = 0.0, mag = 0.0;
+        for (std::size_t i = 0; i < dim; ++i) {
+          dot += static_cast<double>(params[i]) * a2(i, j);
+          mag += std::fabs(static_cast<double>(params[i]) * a2(i, j));
+        }
+        r2[j] = dot + params[dim] - targets[j];
+        err[j] = 2 * (dim + 4) * kU * (mag + std::fabs(params[dim]) + std::fabs(targets[j]));
+        r_bound += err[j] / n;
+      }
+      for (std::size_t i = 0; i < dim; ++i) {
+        double bound = 0.0;
+        for (std::size_t j = 0; j < n; ++j)
+          bound += (err[j] * std::fabs(a1(i, j)) + 2 * (n + 4) * kU * std::fabs(r2[j] * a1(i, j))) / n;
+        bound += 2 * kU * l2 * std::fabs(params[i]);
+        EXPECT_LE(std::fabs(static_cast<double>(g_int[i]) - g_float[i]), bound) << "coordinate " << i;
+      }
+      double r2_abs = 0.0;
+      for (double r : r2) r2_abs += std::fabs(r) / n;
+      EXPECT_LE(std::fabs(static_cast<double>(g_int[dim]) - g_float[dim]), r_bound + 2 * (n + 4) * kU * r2_abs);
+      EXPECT_NEAR(loss_int, loss_float, 1e-4 * (1.0 + std::fabs(loss_float)));
+    }
+  }
+}
+
+// Double sampling's second sample is billed: two clients (one per class),
+// linear regression, one fp32 and one int8 on the same table profile. Per
+// round, by hand: the fp32 client computes 2 (d + 1) MACs per sample, the
+// int8 client 3 (d + 1) (the second forward pass w^T Q2(a) + b), each over
+// local_steps * batch_size samples.
+TEST(PackedKernels, DoubleSamplingsSecondSampleIsBilled) {
+  const std::string yaml =
+      "data: {source: synthetic_regression, train_samples: 200, test_samples: 50, dim: 10}\n"
+      "model: {name: linear_regression}\n"
+      "clients: 2\nclients_per_round: 2\nlocal_steps: 3\nbatch_size: 8\nlearning_rate: 0.05\n"
+      "rounds: 2\noutput: {progress: false}\n"
+      "profiles: {p: {macs_per_s: {fp32: 1e9, int8: 4e9}, joules_per_mac: {fp32: 1e-9, int8: 2e-10}}}\n"
+      "population: [{name: a, fraction: 0.5, profile: p, precision: fp32},\n"
+      "             {name: b, fraction: 0.5, profile: p, precision: int8}]\n";
+  Scenario sc = parse_scenario(yaml, "billing.yaml", {});
+  Simulation sim(sc);
+  const RunSummary run = sim.run();
+  ASSERT_EQ(run.rounds.size(), 2u);
+  const double d = 10, samples = 3 * 8;
+  const double fp32_j = 2 * (d + 1) * samples * 1e-9;   // 528 MACs: 5.28e-7 J
+  const double int8_j = 3 * (d + 1) * samples * 2e-10;  // 792 MACs: 1.584e-7 J (1.056e-7 without the second sample)
+  for (const RoundMetrics& m : run.rounds) {
+    EXPECT_EQ(m.clients, 2u);
+    EXPECT_NEAR(m.energy.compute_j, fp32_j + int8_j, 1e-15);
+  }
+}
+
+// ZipML's optimal markers: lower rounding variance than uniform levels on
+// skewed data, within 1% of (and never above) them on uniform data.
+TEST(ZipmlMarkers, LowerVarianceThanUniformOnSkewedDataWithinOnePercentOnUniform) {
+  for (std::size_t levels : {4u, 16u}) {
+    SCOPED_TRACE("levels=" + std::to_string(levels));
+    Rng rng(levels);
+    std::vector<float> skewed(5000), uniform(5000);
+    for (float& x : skewed) x = static_cast<float>(std::exp(1.5 * rng.normal()));  // log-normal
+    for (float& x : uniform) x = static_cast<float>(rng.uniform());
+    for (auto* data : {&skewed, &uniform}) {
+      const auto [lo, hi] = std::minmax_element(data->begin(), data->end());
+      const std::vector<float> u = uniform_markers(*lo, *hi, levels);
+      const std::vector<float> m = optimal_markers(*data, levels);
+      ASSERT_EQ(m.size(), levels);
+      EXPECT_EQ(m.front(), *lo);
+      EXPECT_EQ(m.back(), *hi);
+      EXPECT_TRUE(std::is_sorted(m.begin(), m.end()));
+      const double vu = rounding_variance(*data, u), vm = rounding_variance(*data, m);
+      RecordProperty(std::string(data == &skewed ? "skewed" : "uniform") + "_levels" + std::to_string(levels),
+                     std::to_string(vm / vu));
+      EXPECT_LE(vm, vu * (1 + 1e-9));
+      if (data == &skewed) {
+        EXPECT_LT(vm, 0.5 * vu) << "optimal " << vm << " uniform " << vu;
+      } else {
+        EXPECT_GE(vm, 0.99 * vu) << "optimal " << vm << " uniform " << vu;
+      }
+    }
+  }
+  // Few distinct values: the markers are those values, no variance left.
+  const std::vector<float> pixels = {0, 0, 0, 0.5f, 0.5f, 1, 0, 0.25f};
+  EXPECT_EQ(rounding_variance(pixels, optimal_markers(pixels, 4)), 0.0);
+}
+
+TEST(ZipmlMarkers, StochasticRoundingOntoMarkersIsUnbiased) {
+  const std::vector<float> markers = {0.0f, 0.1f, 0.5f, 2.0f};
+  const std::vector<float> x = {0.0f, 0.05f, 0.3f, 1.9f, 2.0f, 0.1f};
+  std::vector<double> mean(x.size(), 0.0);
+  Rng rng(1);
+  std::vector<float> out(x.size());
+  const int draws = 200000;
+  for (int d = 0; d < draws; ++d) {
+    stochastic_round_markers(x, markers, rng, out);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      ASSERT_TRUE(std::find(markers.begin(), markers.end(), out[i]) != markers.end());
+      mean[i] += out[i] / draws;
+    }
+  }
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    // Standard error <= (u - l) / 2 / sqrt(draws) <= 0.0034; 5 of them.
+    EXPECT_NEAR(mean[i], x[i], 0.017) << i;
+  }
+}
+
+TEST(ZipmlMarkers, ScenarioKeyRunsAndRejectsBadValues) {
+  const std::string yaml =
+      "data: {source: synthetic_regression, train_samples: 400, test_samples: 50, dim: 8}\n"
+      "model: {name: linear_regression}\n"
+      "clients: 4\nclients_per_round: 2\nlocal_steps: 3\nbatch_size: 8\nlearning_rate: 0.05\n"
+      "rounds: 3\noutput: {progress: false}\n"
+      "population: [{name: a, fraction: 1.0, precision: int2}]\n";
+  auto run = [&](const std::string& levels) {
+    Scenario sc = parse_scenario(yaml + "quantization_levels: " + levels + "\n", "m.yaml", {});
+    Simulation sim(sc);
+    return sim.run().final_loss;
+  };
+  const double uniform = run("uniform"), optimal = run("optimal");
+  EXPECT_TRUE(std::isfinite(optimal));
+  EXPECT_NE(uniform, optimal);
+  EXPECT_EQ(optimal, run("optimal"));
+  try {
+    run("nonuniform");
+    FAIL() << "accepted quantization_levels: nonuniform";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("quantization_levels"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace fedsim
