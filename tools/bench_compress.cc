@@ -29,7 +29,8 @@ struct Scheme {
 };
 
 // The dense QSGD variants use d = 512 as in the paper's experiments;
-// ceil(log2(2s + 1)) bits per coordinate gives s = 1, 7, 127 for 2, 4, 8 bits.
+// ceil(log2(2s + 1)) bits per coordinate gives s = 1, 3, 7, 15, 127 for 2, 3,
+// 4, 5, 8 bits (2, 4 and 8 have their own packing, the others the generic one).
 // Stages not given settings run with their defaults.
 std::vector<Scheme> all_schemes(std::size_t n) {
   const auto sqrt_n = static_cast<long long>(std::max(1.0, std::round(std::sqrt(static_cast<double>(n)))));
@@ -37,12 +38,15 @@ std::vector<Scheme> all_schemes(std::size_t n) {
   return {
       {"float32", "[float32]"},
       {"qsgd_2bit", "[{qsgd: {levels: 1, bucket: 512, coding: fixed}}]"},
+      {"qsgd_3bit", "[{qsgd: {levels: 3, bucket: 512, coding: fixed}}]"},
       {"qsgd_4bit", "[" + qsgd_4bit + "]"},
+      {"qsgd_5bit", "[{qsgd: {levels: 15, bucket: 512, coding: fixed}}]"},
       {"qsgd_8bit", "[{qsgd: {levels: 127, bucket: 512, coding: fixed}}]"},
       {"qsgd_sqrtn_elias", "[{qsgd: {levels: " + std::to_string(std::min(sqrt_n, 1LL << 24)) + ", coding: elias}}]"},
       {"terngrad", "[terngrad]"},
       {"natural_compression", "[natural]"},
       {"natural_dithering", "[natural_dithering]"},
+      {"sign", "[sign]"},
       {"sign+error_feedback", "[error_feedback, sign]"},
       {"top_k_1%+error_feedback", "[error_feedback, {top_k: {fraction: 0.01}}]"},
       {"rand_k_1%", "[{rand_k: {fraction: 0.01}}]"},

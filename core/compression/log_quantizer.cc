@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/coding/bit_io.h"
+#include "core/compression/vector_norms.h"
 
 namespace fedsim {
 
@@ -26,28 +27,33 @@ void LogQuantizer::fill_magnitudes(float max_abs) {
 
 void LogQuantizer::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) {
   const std::size_t n = v.size();
-  float max_abs = 0.0f;
-  for (float x : v) {
-    if (!std::isfinite(x)) throw std::invalid_argument("log_quant: input is not finite");
-    max_abs = std::max(max_abs, std::fabs(x));
-  }
+  const float max_abs = fedsim::max_abs(v.data(), n);
+  if (!std::isfinite(max_abs)) throw std::invalid_argument("log_quant: input is not finite");
   const float threshold = mode_ == Mode::kRelative ? static_cast<float>(threshold_ * static_cast<double>(max_abs))
                                                    : static_cast<float>(threshold_);
   fill_magnitudes(max_abs);
+  // The magnitudes padded with zeros to a power of two, for a branch-free
+  // binary search: `lower` = the number of magnitudes >= a = the index of
+  // the first one below a (a > 0, so never a padding zero).
+  std::size_t padded = 1;
+  while (padded < magnitudes_.size()) padded *= 2;
+  search_.assign(padded, 0.0f);
+  std::copy(magnitudes_.begin(), magnitudes_.end(), search_.begin());
+  const float* const table = search_.data();
   positions_.clear();
   codes_.clear();
   for (std::size_t i = 0; i < n; ++i) {
     const float a = std::fabs(v[i]);
     reconstructed[i] = 0.0f;
     if (a == 0.0f || a < threshold) continue;
-    // First magnitude strictly below a (magnitudes_ is non-increasing, ends in 0, starts at M >= a).
-    const auto below = std::partition_point(magnitudes_.begin(), magnitudes_.end(), [a](float m) { return m >= a; });
-    const std::size_t lower = static_cast<std::size_t>(below - magnitudes_.begin());
-    const double lo = magnitudes_[lower];
-    const double hi = magnitudes_[lower - 1];
+    std::size_t lower = 0;
+    for (std::size_t step = padded / 2; step > 0; step /= 2)
+      lower += step & (0 - static_cast<std::size_t>(table[lower + step - 1] >= a));
+    const double lo = table[lower];
+    const double hi = table[lower - 1];
     const double p_up = (static_cast<double>(a) - lo) / (hi - lo);
     const std::size_t code = rng.uniform() < p_up ? lower - 1 : lower;
-    const float q = magnitudes_[code];
+    const float q = table[code];
     if (code >= ratios_.size() || q == 0.0f) continue;
     reconstructed[i] = v[i] < 0.0f ? -q : q;
     positions_.push_back(i);

@@ -62,6 +62,7 @@ class LogQuantizer final : public Compressor {
   std::vector<float> magnitudes_;          // scratch, size 2^bits + 1
   std::vector<std::size_t> positions_;     // scratch: kept entries
   std::vector<std::uint8_t> codes_;        // scratch: their codes
+  std::vector<float> search_;              // scratch: magnitudes_ padded to a power of two
 };
 
 }  // namespace fedsim
