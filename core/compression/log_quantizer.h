@@ -55,6 +55,7 @@ class LogQuantizer final : public Compressor {
  private:
   void fill_magnitudes(float max_abs);  // magnitudes_ = M * ratios_, then a 0
 
+  double base_;
   int bits_;
   Mode mode_;
   double threshold_;
@@ -62,7 +63,6 @@ class LogQuantizer final : public Compressor {
   std::vector<float> magnitudes_;          // scratch, size 2^bits + 1
   std::vector<std::size_t> positions_;     // scratch: kept entries
   std::vector<std::uint8_t> codes_;        // scratch: their codes
-  std::vector<float> search_;              // scratch: magnitudes_ padded to a power of two
 };
 
 }  // namespace fedsim
