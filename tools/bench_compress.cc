@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <limits>
 #include <memory>
 #include <string>
@@ -29,7 +30,8 @@ struct Scheme {
 };
 
 // The dense QSGD variants use d = 512 as in the paper's experiments;
-// ceil(log2(2s + 1)) bits per coordinate gives s = 1, 7, 127 for 2, 4, 8 bits.
+// ceil(log2(2s + 1)) bits per coordinate gives s = 1, 3, 7, 15, 127 for 2, 3,
+// 4, 5, 8 bits (2, 4 and 8 have their own packing, the others the generic one).
 // Stages not given settings run with their defaults.
 std::vector<Scheme> all_schemes(std::size_t n) {
   const auto sqrt_n = static_cast<long long>(std::max(1.0, std::round(std::sqrt(static_cast<double>(n)))));
@@ -37,12 +39,15 @@ std::vector<Scheme> all_schemes(std::size_t n) {
   return {
       {"float32", "[float32]"},
       {"qsgd_2bit", "[{qsgd: {levels: 1, bucket: 512, coding: fixed}}]"},
+      {"qsgd_3bit", "[{qsgd: {levels: 3, bucket: 512, coding: fixed}}]"},
       {"qsgd_4bit", "[" + qsgd_4bit + "]"},
+      {"qsgd_5bit", "[{qsgd: {levels: 15, bucket: 512, coding: fixed}}]"},
       {"qsgd_8bit", "[{qsgd: {levels: 127, bucket: 512, coding: fixed}}]"},
       {"qsgd_sqrtn_elias", "[{qsgd: {levels: " + std::to_string(std::min(sqrt_n, 1LL << 24)) + ", coding: elias}}]"},
       {"terngrad", "[terngrad]"},
       {"natural_compression", "[natural]"},
       {"natural_dithering", "[natural_dithering]"},
+      {"sign", "[sign]"},
       {"sign+error_feedback", "[error_feedback, sign]"},
       {"top_k_1%+error_feedback", "[error_feedback, {top_k: {fraction: 0.01}}]"},
       {"rand_k_1%", "[{rand_k: {fraction: 0.01}}]"},
@@ -57,8 +62,24 @@ std::vector<Scheme> all_schemes(std::size_t n) {
 
 using Clock = std::chrono::steady_clock;
 
+// Wall-clock time, or with --cpu-time the CPU time of this thread: on a
+// shared, loaded machine a long run is preempted more often than memcpy's
+// short one, which skews the wall-clock ratios against the slow schemes.
+bool use_cpu_time = false;
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 template <class F>
 double seconds_of(F&& f) {
+  if (use_cpu_time) {
+    const double t0 = thread_cpu_seconds();
+    f();
+    return thread_cpu_seconds() - t0;
+  }
   const auto t0 = Clock::now();
   f();
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -122,7 +143,8 @@ void print_line(std::ostream& out, const std::string& name, double bytes, double
 
 }  // namespace
 
-int run_compress_bench(std::ostream& out, std::size_t n, const std::vector<std::string>& only) {
+int run_compress_bench(std::ostream& out, std::size_t n, const std::vector<std::string>& only, bool cpu_time) {
+  use_cpu_time = cpu_time;
   if (n == 0) throw InputError("bench compress: n must be at least 1");
   const std::vector<Scheme> schemes = all_schemes(n);
   for (const std::string& name : only) {
@@ -142,8 +164,8 @@ int run_compress_bench(std::ostream& out, std::size_t n, const std::vector<std::
   const simd::Isa isa = simd::best_isa();
   const char* isa_name = isa == simd::Isa::kAvx512 ? "AVX-512" : isa == simd::Isa::kAvx2 ? "AVX2" : "baseline";
   std::snprintf(header, sizeof header,
-                "n = %zu Gaussian floats (%.1f MiB); GB/s of float32 input, best of %d after a warm-up; SIMD: %s\n", n,
-                bytes / (1 << 20), kRepetitions, isa_name);
+                "n = %zu Gaussian floats (%.1f MiB); GB/s of float32 input, best of %d after a warm-up; SIMD: %s%s\n", n,
+                bytes / (1 << 20), kRepetitions, isa_name, cpu_time ? "; thread CPU time" : "");
   out << header;
   std::snprintf(header, sizeof header, "%-24s %11s %11s %11s %11s %10s\n", "scheme", "encode GB/s", "enc/memcpy",
                 "decode GB/s", "dec/memcpy", "bits/coord");

@@ -9,5 +9,6 @@
 
 namespace fedsim {
 // Prints one line per scheme (all when `only` is empty); returns the exit code.
-int run_compress_bench(std::ostream& out, std::size_t n, const std::vector<std::string>& only = {});
+int run_compress_bench(std::ostream& out, std::size_t n, const std::vector<std::string>& only = {},
+                       bool cpu_time = false);
 }  // namespace fedsim

@@ -1,10 +1,13 @@
 #include "core/compression/fedvote_quantizer.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 #include <cmath>
 #include <string>
 
 #include "core/base/errors.h"
+#include "core/compression/lane_kernels.h"
 
 namespace fedsim {
 namespace {
@@ -19,6 +22,59 @@ void check_size(const char* scheme, std::size_t got, std::size_t expected) {
                       std::to_string(expected));
 }
 
+// P(+1) = (1 + tanh(k h)) / 2 exactly as the definition computes it in
+// float (the reference for the vectorised approximation below).
+float p_plus_of(float k, float h) { return 0.5f * (1.0f + std::tanh(k * h)); }
+
+// The approximation logistic(2 k h) is within 2e-6 of the exact value, and
+// the float p_plus_of() within 3e-7 of it (tanhf's 2 ulp and one rounding):
+// a vote whose u is farther than kUnsure from the approximation is the one
+// the definition casts; the others are recomputed with p_plus_of().
+constexpr float kUnsure = 1e-5f;
+
+// Binary votes of m coordinates: +1 when u < p (u = random * 2^-24, random <
+// 2^24), as bit 31 of votes (set = +1) and +-1.0f in rec; unsure[i] != 0
+// when |u - p| < kUnsure.
+[[gnu::always_inline]] inline void vote_words_impl(const float* p, const std::uint32_t* random, std::size_t m,
+                                                   std::uint32_t* votes, float* rec, std::uint32_t* unsure) {
+  using simd::f32x8;
+  using simd::i32x8;
+  using simd::u32x8;
+  const i32x8 minus_one = i32x8{} + std::bit_cast<std::int32_t>(-1.0f);
+  const i32x8 margin = i32x8{} + std::bit_cast<std::int32_t>(kUnsure);
+  std::size_t i = 0;
+  for (; i + 8 <= m; i += 8) {
+    i32x8 pb;
+    u32x8 r;
+    std::memcpy(&pb, p + i, sizeof pb);
+    std::memcpy(&r, random + i, sizeof r);
+    const f32x8 u = __builtin_convertvector((i32x8)r, f32x8) * 0x1.0p-24f;
+    const i32x8 plus = FEDSIM_SIMD_MASK_LT((i32x8)u, pb);
+    const i32x8 distance = (i32x8)(u - (f32x8)pb) & 0x7FFFFFFF;
+    const i32x8 close = FEDSIM_SIMD_MASK_LT(distance, margin);
+    const i32x8 vote = plus & static_cast<std::int32_t>(0x80000000u);
+    const i32x8 value = minus_one ^ vote;
+    std::memcpy(votes + i, &vote, sizeof vote);
+    std::memcpy(rec + i, &value, sizeof value);
+    std::memcpy(unsure + i, &close, sizeof close);
+  }
+  for (; i < m; ++i) {
+    const float u = static_cast<float>(random[i]) * 0x1.0p-24f;
+    const bool plus = u < p[i];
+    votes[i] = plus ? 0x80000000u : 0u;
+    rec[i] = plus ? 1.0f : -1.0f;
+    unsure[i] = std::fabs(u - p[i]) < kUnsure ? 1u : 0u;
+  }
+}
+FEDSIM_TARGET_AVX2 void vote_words_avx2(const float* p, const std::uint32_t* random, std::size_t m,
+                                        std::uint32_t* votes, float* rec, std::uint32_t* unsure) {
+  vote_words_impl(p, random, m, votes, rec, unsure);
+}
+void vote_words_baseline(const float* p, const std::uint32_t* random, std::size_t m, std::uint32_t* votes,
+                         float* rec, std::uint32_t* unsure) {
+  vote_words_impl(p, random, m, votes, rec, unsure);
+}
+
 }  // namespace
 
 void FedVoteBinary::encode(std::span<const float> h, Rng& rng, Bytes& out, std::span<float> reconstructed) {
@@ -26,12 +82,28 @@ void FedVoteBinary::encode(std::span<const float> h, Rng& rng, Bytes& out, std::
   const std::size_t start = out.size();
   out.resize(start + payload_bytes(n), 0);
   std::uint8_t* bytes = out.data() + start;
-  for (std::size_t i = 0; i < n; ++i) {
-    // P(+1) = (1 + w) / 2 gives E[vote] = w. A NaN h votes -1.
-    const float p_plus = 0.5f * (1.0f + std::tanh(k_ * h[i]));
-    const bool plus = rng.uniform_float() < p_plus;
-    bytes[i >> 3] |= static_cast<std::uint8_t>(plus) << (i & 7);
-    reconstructed[i] = plus ? 1.0f : -1.0f;
+  static const auto kernel = simd::pick(simd::best_isa(), vote_words_avx2, vote_words_avx2, vote_words_baseline);
+  float z[kLaneBlock], p_plus[kLaneBlock];
+  std::uint32_t random[kLaneBlock], votes[kLaneBlock], unsure[kLaneBlock];
+  const float two_k = 2.0f * k_;
+  for (std::size_t c0 = 0; c0 < n; c0 += kLaneBlock) {
+    const std::size_t m = std::min(kLaneBlock, n - c0);
+    // +1 with probability P(+1) = (1 + w) / 2, which gives E[vote] = w; one
+    // uniform_float() of the generator per vote. A NaN h votes -1.
+    for (std::size_t i = 0; i < m; ++i) {
+      z[i] = two_k * h[c0 + i];
+      random[i] = static_cast<std::uint32_t>(rng() >> 40);
+    }
+    logistic(z, m, p_plus);
+    kernel(p_plus, random, m, votes, reconstructed.data() + c0, unsure);
+    for (std::size_t i = 0; i < m; ++i) {
+      if (unsure[i] == 0) [[likely]]
+        continue;
+      const bool plus = static_cast<float>(random[i]) * 0x1.0p-24f < p_plus_of(k_, h[c0 + i]);
+      votes[i] = plus ? 0x80000000u : 0u;
+      reconstructed[c0 + i] = plus ? 1.0f : -1.0f;
+    }
+    pack_top_bits(votes, m, bytes + c0 / 8);
   }
 }
 
@@ -40,7 +112,7 @@ void FedVoteBinary::decode(std::span<const std::uint8_t> payload, std::span<floa
   check_size("fedvote_binary", payload.size(), payload_bytes(n));
   if (n % 8 != 0 && (payload.back() >> (n % 8)) != 0)
     throw DecodeError("fedvote_binary payload has non-zero padding bits");
-  for (std::size_t i = 0; i < n; ++i) out[i] = ((payload[i >> 3] >> (i & 7)) & 1) ? 1.0f : -1.0f;
+  expand_sign_bits(payload.data(), n, 1.0f, true, out.data());
 }
 
 void FedVoteTernary::encode(std::span<const float> h, Rng& rng, Bytes& out, std::span<float> reconstructed) {

@@ -9,6 +9,12 @@
 // hold the votes themselves (+-1 / 0 as floats); the server's "vote"
 // aggregator turns their mean back into latent weights.
 //
+// Random draws: one Rng::uniform_float() per vote, in order. The binary
+// vote is cast vectorised: P(+1) = (1 + w) / 2 as logistic(2 k h), within
+// 2e-6 of the exact value (core/compression/lane_kernels.h); a vote whose
+// uniform lies within 1e-5 of that is recomputed with tanhf, so that every
+// vote is the one the scalar definition 0.5f * (1 + tanhf(k h)) casts.
+//
 // Payloads carry no header (both ends know the dimension n):
 // - binary: 1 bit per vote, LSB first, bit set = +1; ceil(n / 8) bytes, the
 //   padding bits of the last byte are zero.

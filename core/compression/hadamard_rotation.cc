@@ -3,15 +3,18 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
+
+#include "core/compression/vector_norms.h"
 
 namespace fedsim {
 namespace {
 
 // In-place Walsh-Hadamard butterflies on a power-of-two block, then the
 // 1/sqrt(size) that makes it orthonormal (and its own inverse).
-void fwht(float* x, std::size_t size) {
+void fwht_scalar(float* x, std::size_t size) {
   for (std::size_t half = 1; half < size; half <<= 1) {
     for (std::size_t start = 0; start < size; start += 2 * half) {
       for (std::size_t i = start; i < start + half; ++i) {
@@ -22,15 +25,57 @@ void fwht(float* x, std::size_t size) {
       }
     }
   }
+}
+
+// The same butterflies (each output the same single addition or
+// subtraction, so the same floats) on 8 lanes: the first three levels
+// inside each vector by shuffles, the others between vectors. size >= 8.
+[[gnu::always_inline]] inline void fwht_lanes_impl(float* x, std::size_t size) {
+  using simd::f32x8;
+  for (std::size_t i = 0; i < size; i += 8) {
+    f32x8 v;
+    std::memcpy(&v, x + i, sizeof v);
+    f32x8 a = __builtin_shufflevector(v, v, 0, 0, 2, 2, 4, 4, 6, 6);
+    f32x8 b = __builtin_shufflevector(v, v, 1, 1, 3, 3, 5, 5, 7, 7);
+    v = __builtin_shufflevector(a + b, a - b, 0, 8, 2, 10, 4, 12, 6, 14);
+    a = __builtin_shufflevector(v, v, 0, 1, 0, 1, 4, 5, 4, 5);
+    b = __builtin_shufflevector(v, v, 2, 3, 2, 3, 6, 7, 6, 7);
+    v = __builtin_shufflevector(a + b, a - b, 0, 1, 8, 9, 4, 5, 12, 13);
+    a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 0, 1, 2, 3);
+    b = __builtin_shufflevector(v, v, 4, 5, 6, 7, 4, 5, 6, 7);
+    v = __builtin_shufflevector(a + b, a - b, 0, 1, 2, 3, 8, 9, 10, 11);
+    std::memcpy(x + i, &v, sizeof v);
+  }
+  for (std::size_t half = 8; half < size; half <<= 1) {
+    for (std::size_t start = 0; start < size; start += 2 * half) {
+      for (std::size_t i = start; i < start + half; i += 8) {
+        f32x8 a, b;
+        std::memcpy(&a, x + i, sizeof a);
+        std::memcpy(&b, x + i + half, sizeof b);
+        const f32x8 sum = a + b;
+        const f32x8 diff = a - b;
+        std::memcpy(x + i, &sum, sizeof sum);
+        std::memcpy(x + i + half, &diff, sizeof diff);
+      }
+    }
+  }
+}
+FEDSIM_TARGET_AVX2 void fwht_lanes_avx2(float* x, std::size_t size) { fwht_lanes_impl(x, size); }
+void fwht_lanes_baseline(float* x, std::size_t size) { fwht_lanes_impl(x, size); }
+
+void fwht(float* x, std::size_t size, simd::Isa isa) {
+  if (size >= 8)
+    simd::pick(isa, fwht_lanes_avx2, fwht_lanes_avx2, fwht_lanes_baseline)(x, size);
+  else
+    fwht_scalar(x, size);
   if (size > 1) {
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(size)));
     for (std::size_t i = 0; i < size; ++i) x[i] *= scale;
   }
 }
 
-bool all_finite(std::span<const float> x) {
-  return std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); });
-}
+// All finite iff the largest magnitude is (a NaN anywhere makes it NaN).
+bool all_finite(std::span<const float> x) { return std::isfinite(max_abs(x.data(), x.size())); }
 
 void check_size(std::size_t got, std::size_t expected) {
   if (got != expected)
@@ -63,12 +108,12 @@ void RandomizedHadamard::draw_signs(Rng& rng) {
 void RandomizedHadamard::rotate(std::span<float> x) const {
   check_size(x.size(), signs_.size());
   for (std::size_t i = 0; i < x.size(); ++i) x[i] *= signs_[i];
-  for (const Block& b : blocks_) fwht(x.data() + b.offset, b.size);
+  for (const Block& b : blocks_) fwht(x.data() + b.offset, b.size, isa_);
 }
 
 void RandomizedHadamard::unrotate(std::span<float> x) const {
   check_size(x.size(), signs_.size());
-  for (const Block& b : blocks_) fwht(x.data() + b.offset, b.size);
+  for (const Block& b : blocks_) fwht(x.data() + b.offset, b.size, isa_);
   for (std::size_t i = 0; i < x.size(); ++i) x[i] *= signs_[i];
 }
 

@@ -28,6 +28,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/base/simd.h"
 #include "core/compression/compressor.h"
 
 namespace fedsim {
@@ -51,11 +52,15 @@ class RandomizedHadamard {
   void rotate(std::span<float> x) const;
   void unrotate(std::span<float> x) const;
   std::size_t dim() const { return signs_.size(); }
+  // The SIMD variant of the butterflies (default simd::best_isa(); a
+  // narrower one if the CPU lacks it): every variant gives the same floats.
+  void use_isa(simd::Isa isa) { isa_ = isa; }
   const std::vector<Block>& blocks() const { return blocks_; }
 
  private:
   std::vector<Block> blocks_;
   std::vector<float> signs_;  // D, +-1
+  simd::Isa isa_ = simd::best_isa();
 };
 
 class HadamardRotation final : public Compressor {

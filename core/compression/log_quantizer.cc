@@ -7,11 +7,25 @@
 #include <string>
 
 #include "core/coding/bit_io.h"
+#include "core/compression/vector_norms.h"
 
 namespace fedsim {
+namespace {
+
+// log2 of a positive finite float within 0.01: its exponent plus a
+// quadratic in the mantissa m in [1, 2) (log2 m ~ (m - 1)(1.3466 - 0.3466 (m - 1)),
+// exact at both ends).
+float rough_log2(float a) {
+  const auto bits = std::bit_cast<std::uint32_t>(a);
+  const auto exponent = static_cast<float>(static_cast<std::int32_t>(bits >> 23) - 127);
+  const float t = std::bit_cast<float>((bits & 0x7FFFFFu) | 0x3F800000u) - 1.0f;
+  return exponent + t * (1.3466f - 0.3466f * t);
+}
+
+}  // namespace
 
 LogQuantizer::LogQuantizer(double base, int bits, Mode mode, double threshold)
-    : bits_(bits), mode_(mode), threshold_(threshold) {
+    : base_(base), bits_(bits), mode_(mode), threshold_(threshold) {
   if (!(base > 1.0) || bits < 1 || bits > 8) throw std::invalid_argument("log_quant: base > 1 and bits in [1, 8]");
   const std::size_t codes = std::size_t{1} << bits;
   ratios_.resize(codes);
@@ -26,28 +40,35 @@ void LogQuantizer::fill_magnitudes(float max_abs) {
 
 void LogQuantizer::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) {
   const std::size_t n = v.size();
-  float max_abs = 0.0f;
-  for (float x : v) {
-    if (!std::isfinite(x)) throw std::invalid_argument("log_quant: input is not finite");
-    max_abs = std::max(max_abs, std::fabs(x));
-  }
+  const float max_abs = fedsim::max_abs(v.data(), n);
+  if (!std::isfinite(max_abs)) throw std::invalid_argument("log_quant: input is not finite");
   const float threshold = mode_ == Mode::kRelative ? static_cast<float>(threshold_ * static_cast<double>(max_abs))
                                                    : static_cast<float>(threshold_);
   fill_magnitudes(max_abs);
+  // lower = the number of magnitudes >= a = the index of the first one
+  // below a, in [1, C + 1] (m_0 = M >= a > 0 = m_(C+1)): estimated as
+  // log_base(M / a) from the floats' exponents and mantissas (a rough log2,
+  // within 0.01), then corrected by walking the table, which makes it exact
+  // whatever the estimate's error; the walk is rarely more than one step.
+  const float* const table = magnitudes_.data();
+  const auto last = static_cast<std::int32_t>(magnitudes_.size() - 1);  // C + 1
+  const float per_log2 = max_abs > 0.0f ? static_cast<float>(1.0 / std::log2(base_)) : 0.0f;
+  const float log2_max = max_abs > 0.0f ? rough_log2(max_abs) : 0.0f;
   positions_.clear();
   codes_.clear();
   for (std::size_t i = 0; i < n; ++i) {
     const float a = std::fabs(v[i]);
     reconstructed[i] = 0.0f;
     if (a == 0.0f || a < threshold) continue;
-    // First magnitude strictly below a (magnitudes_ is non-increasing, ends in 0, starts at M >= a).
-    const auto below = std::partition_point(magnitudes_.begin(), magnitudes_.end(), [a](float m) { return m >= a; });
-    const std::size_t lower = static_cast<std::size_t>(below - magnitudes_.begin());
-    const double lo = magnitudes_[lower];
-    const double hi = magnitudes_[lower - 1];
+    const float estimate = (log2_max - rough_log2(a)) * per_log2 + 1.0f;
+    auto lower = static_cast<std::int32_t>(std::clamp(estimate, 1.0f, static_cast<float>(last)));
+    while (table[lower] >= a) ++lower;
+    while (table[lower - 1] < a) --lower;
+    const double lo = table[lower];
+    const double hi = table[lower - 1];
     const double p_up = (static_cast<double>(a) - lo) / (hi - lo);
-    const std::size_t code = rng.uniform() < p_up ? lower - 1 : lower;
-    const float q = magnitudes_[code];
+    const std::size_t code = static_cast<std::size_t>(rng.uniform() < p_up ? lower - 1 : lower);
+    const float q = table[code];
     if (code >= ratios_.size() || q == 0.0f) continue;
     reconstructed[i] = v[i] < 0.0f ? -q : q;
     positions_.push_back(i);

@@ -55,6 +55,7 @@ class LogQuantizer final : public Compressor {
  private:
   void fill_magnitudes(float max_abs);  // magnitudes_ = M * ratios_, then a 0
 
+  double base_;
   int bits_;
   Mode mode_;
   double threshold_;

@@ -6,10 +6,116 @@
 #include <stdexcept>
 #include <string>
 
+#include <cstring>
+
 #include "core/coding/bit_io.h"
+#include "core/compression/lane_kernels.h"
 #include "core/compression/vector_norms.h"
 
 namespace fedsim {
+namespace {
+
+using simd::f32x8;
+using simd::i32x8;
+using simd::u32x8;
+
+struct DitherParams {
+  float pre, scale, top, norm;
+  std::int32_t levels;
+};
+
+// Dithers m (a multiple of 8) coordinates of a bucket with norm > 0:
+//   t = min(|x| pre scale, top); for t >= 1 the exponent of t gives the
+//   level below and its mantissa the probability of rounding up; for t < 1
+//   the same on t + 1. up = random23 < mantissa (random23 = the low 23 bits
+//   of the coordinate's word). code = neg | index << 1 with neg = sign of x
+//   when index > 0; rec = +-norm 2^(index - s), 0 for index 0.
+[[gnu::always_inline]] inline void dither_impl(const DitherParams& p, const float* x, const std::uint32_t* random,
+                                               std::size_t m, float* rec, std::uint32_t* codes) {
+  const i32x8 top_bits = i32x8{} + std::bit_cast<std::int32_t>(p.top);
+  const i32x8 one_bits = i32x8{} + std::bit_cast<std::int32_t>(1.0f);
+  for (std::size_t i = 0; i < m; i += 8) {
+    u32x8 xb, r;
+    std::memcpy(&xb, x + i, sizeof xb);
+    std::memcpy(&r, random + i, sizeof r);
+    const i32x8 raw = (i32x8)(((f32x8)(xb & 0x7FFFFFFFu) * p.pre) * p.scale);
+    const i32x8 below_top = FEDSIM_SIMD_MASK_LT(raw, top_bits);
+    const i32x8 t = (raw & below_top) | (top_bits & ~below_top);
+    const i32x8 small = FEDSIM_SIMD_MASK_LT(t, one_bits);
+    const i32x8 t1 = (i32x8)((f32x8)t + 1.0f);
+    const i32x8 bits = (t1 & small) | (t & ~small);
+    const i32x8 up = FEDSIM_SIMD_MASK_LT((i32x8)(r & 0x7FFFFFu), bits & 0x7FFFFF);
+    const i32x8 index = (bits >> 23) - 127 + 1 + small - up;
+    const i32x8 nonzero = FEDSIM_SIMD_MASK_LT(i32x8{}, index);
+    const i32x8 neg = (i32x8)(xb >> 31) & nonzero;
+    const i32x8 code = neg | (index << 1);
+    const f32x8 level = (f32x8)((index - p.levels + 127) << 23);
+    const i32x8 value = nonzero & ((i32x8)(level * p.norm) | (neg << 31));
+    std::memcpy(codes + i, &code, sizeof code);
+    std::memcpy(rec + i, &value, sizeof value);
+  }
+}
+FEDSIM_TARGET_AVX2 void dither_avx2(const DitherParams& p, const float* x, const std::uint32_t* random, std::size_t m,
+                                    float* rec, std::uint32_t* codes) {
+  dither_impl(p, x, random, m, rec, codes);
+}
+void dither_baseline(const DitherParams& p, const float* x, const std::uint32_t* random, std::size_t m, float* rec,
+                     std::uint32_t* codes) {
+  dither_impl(p, x, random, m, rec, codes);
+}
+
+// Any m: a partial group of 8 runs on a zero-padded copy.
+void dither(const DitherParams& p, const float* x, const std::uint32_t* random, std::size_t m, float* rec,
+            std::uint32_t* codes) {
+  static const auto kernel = simd::pick(simd::best_isa(), dither_avx2, dither_avx2, dither_baseline);
+  const std::size_t full = m - m % 8;
+  kernel(p, x, random, full, rec, codes);
+  if (full == m) return;
+  float x_pad[8] = {}, rec_pad[8];
+  std::uint32_t random_pad[8] = {}, codes_pad[8];
+  std::memcpy(x_pad, x + full, (m - full) * sizeof(float));
+  std::memcpy(random_pad, random + full, (m - full) * sizeof(std::uint32_t));
+  kernel(p, x_pad, random_pad, 8, rec_pad, codes_pad);
+  std::memcpy(rec + full, rec_pad, (m - full) * sizeof(float));
+  std::memcpy(codes + full, codes_pad, (m - full) * sizeof(std::uint32_t));
+}
+
+// Codes -> values; returns false on an index above s or a negative zero.
+[[gnu::always_inline]] inline bool undither_impl(const std::uint32_t* codes, std::size_t m, std::int32_t levels,
+                                                 float norm, float* out) {
+  i32x8 bad = {};
+  std::size_t i = 0;
+  for (; i + 8 <= m; i += 8) {
+    i32x8 code;
+    std::memcpy(&code, codes + i, sizeof code);
+    const i32x8 neg = code & 1;
+    const i32x8 index = code >> 1;
+    const i32x8 nonzero = FEDSIM_SIMD_MASK_LT(i32x8{}, index);
+    bad |= FEDSIM_SIMD_MASK_LT(i32x8{} + levels, index) | (neg & ~nonzero);
+    const f32x8 level = (f32x8)((index - levels + 127) << 23);
+    const i32x8 value = nonzero & ((i32x8)(level * norm) | (neg << 31));
+    std::memcpy(out + i, &value, sizeof value);
+  }
+  bool ok = true;
+  for (int j = 0; j < 8; ++j) ok = ok && bad[j] == 0;
+  for (; i < m; ++i) {
+    const std::uint32_t neg = codes[i] & 1u;
+    const std::int32_t index = static_cast<std::int32_t>(codes[i] >> 1);
+    ok = ok && index <= levels && (index != 0 || neg == 0);
+    const float level = index == 0 ? 0.0f : std::ldexp(1.0f, index - levels);
+    out[i] = std::bit_cast<float>(std::bit_cast<std::uint32_t>(norm * level) | (neg << 31));
+  }
+  return ok;
+}
+FEDSIM_TARGET_AVX2 bool undither_avx2(const std::uint32_t* codes, std::size_t m, std::int32_t levels, float norm,
+                                      float* out) {
+  return undither_impl(codes, m, levels, norm, out);
+}
+bool undither_baseline(const std::uint32_t* codes, std::size_t m, std::int32_t levels, float norm, float* out) {
+  return undither_impl(codes, m, levels, norm, out);
+}
+
+}  // namespace
 
 NaturalDithering::NaturalDithering(std::size_t dim, std::uint32_t levels, Norm norm, std::size_t bucket_size)
     : dim_(dim),
@@ -18,9 +124,6 @@ NaturalDithering::NaturalDithering(std::size_t dim, std::uint32_t levels, Norm n
       bucket_size_(bucket_size == 0 || bucket_size > dim ? std::max<std::size_t>(dim, 1) : bucket_size),
       index_bits_(static_cast<int>(std::bit_width(levels))) {
   if (levels < 1 || levels > 64) throw std::invalid_argument("natural_dithering: levels out of range");
-  level_value_.resize(levels + 1);
-  level_value_[0] = 0.0f;
-  for (std::uint32_t k = 1; k <= levels; ++k) level_value_[k] = std::ldexp(1.0f, static_cast<int>(k) - static_cast<int>(levels));
 }
 
 void NaturalDithering::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) {
@@ -30,6 +133,8 @@ void NaturalDithering::encode(std::span<const float> v, Rng& rng, Bytes& out, st
   out.reserve(out.size() + n_buckets * 4 + (dim_ * static_cast<std::size_t>(code_bits()) + 7) / 8);
   const float top = std::ldexp(1.0f, static_cast<int>(levels_) - 1);  // t of level 1
   const int index_bits = index_bits_;
+  codes_.resize(kLaneBlock);
+  random_.resize(kLaneBlock);
   BitWriter w(out);
   for (std::size_t b0 = 0; b0 < dim_; b0 += bucket_size_) {
     const std::size_t len = std::min(bucket_size_, dim_ - b0);
@@ -48,19 +153,19 @@ void NaturalDithering::encode(std::span<const float> v, Rng& rng, Bytes& out, st
       pre = 0x1.0p64f;
       scale = top / (norm * pre);
     }
-    std::uint64_t r = 0;
-    for (std::size_t k = 0; k < len; ++k) {
-      if ((k & 1) == 0) r = rng();
-      const std::uint32_t random23 = static_cast<std::uint32_t>(r >> ((k & 1) * 32)) & 0x7FFFFFu;
-      const float t = std::min((std::fabs(x[k]) * pre) * scale, top);
-      const bool small = t < 1.0f;
-      const std::uint32_t bits = std::bit_cast<std::uint32_t>(small ? t + 1.0f : t);
-      const std::uint32_t up = random23 < (bits & 0x7FFFFFu) ? 1u : 0u;
-      // exponent 127 + j (t in [2^j, 2^(j+1))) -> index j + 1 (+ up); t < 1 -> index up.
-      const std::uint32_t index = ((bits >> 23) - 127u) + (small ? 0u : 1u) + up;
-      const std::uint32_t neg = (std::bit_cast<std::uint32_t>(x[k]) >> 31) & (index != 0 ? 1u : 0u);
-      w.write(neg | (index << 1), 1 + index_bits);
-      rec[k] = std::bit_cast<float>(std::bit_cast<std::uint32_t>(norm * level_value_[index]) | (neg << 31));
+    const DitherParams params{pre, scale, top, norm, static_cast<std::int32_t>(levels_)};
+    for (std::size_t c0 = 0; c0 < len; c0 += kLaneBlock) {
+      const std::size_t m = std::min(kLaneBlock, len - c0);
+      // One draw of the generator per two coordinates of the bucket: the low
+      // half for even k, the high half for odd k (blocks start at even k).
+      std::uint32_t* random = random_.data();
+      for (std::size_t k = 0; k < m; k += 2) {
+        const std::uint64_t r = rng();
+        random[k] = static_cast<std::uint32_t>(r);
+        if (k + 1 < m) random[k + 1] = static_cast<std::uint32_t>(r >> 32);
+      }
+      dither(params, x + c0, random, m, rec + c0, codes_.data());
+      write_codes(w, codes_.data(), m, 1 + index_bits);
     }
   }
 }
@@ -79,13 +184,19 @@ void NaturalDithering::decode(std::span<const std::uint8_t> payload, std::span<f
     }
     if (r.bits_left_total() < static_cast<std::uint64_t>(len) * static_cast<std::uint64_t>(code_bits))
       throw DecodeError("natural_dithering: payload truncated");
-    for (std::size_t k = 0; k < len; ++k) {
-      const auto code = static_cast<std::uint32_t>(r.read(code_bits));
-      const std::uint32_t neg = code & 1u;
-      const std::uint32_t index = code >> 1;
-      if (index > levels_) throw DecodeError("natural_dithering: level index " + std::to_string(index) + " above s");
-      if (index == 0 && neg) throw DecodeError("natural_dithering: negative zero level");
-      dst[k] = std::bit_cast<float>(std::bit_cast<std::uint32_t>(norm * level_value_[index]) | (neg << 31));
+    static const auto kernel = simd::pick(simd::best_isa(), undither_avx2, undither_avx2, undither_baseline);
+    codes_.resize(kLaneBlock);
+    for (std::size_t c0 = 0; c0 < len; c0 += kLaneBlock) {
+      const std::size_t m = std::min(kLaneBlock, len - c0);
+      r.read_codes(code_bits, m, codes_.data());
+      if (!kernel(codes_.data(), m, static_cast<std::int32_t>(levels_), norm, dst + c0)) {
+        for (std::size_t k = 0; k < m; ++k) {
+          const std::uint32_t index = codes_[k] >> 1;
+          if (index > levels_)
+            throw DecodeError("natural_dithering: level index " + std::to_string(index) + " above s");
+          if (index == 0 && (codes_[k] & 1u) != 0) throw DecodeError("natural_dithering: negative zero level");
+        }
+      }
     }
   }
   r.expect_end();

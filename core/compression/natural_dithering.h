@@ -21,6 +21,10 @@
 // Rounding: t = |v_i| 2^(s-1) / ||v|| puts the levels at 0, 1, 2, 4, ...; for
 // t >= 1 the float's mantissa is the round-up probability (as in C_nat), for
 // t < 1 the exponent trick runs on t + 1 (so P(up) = t to 2^-24).
+//
+// Random draws: 23 bits per coordinate from the caller's Rng, one draw per
+// two coordinates of a bucket (the low half for even k, the high half for
+// odd k); the dithering itself runs vectorised on those words.
 #pragma once
 
 #include <cstddef>
@@ -49,7 +53,8 @@ class NaturalDithering final : public Compressor {
   Norm norm_;
   std::size_t bucket_size_;  // resolved: dim when configured 0
   int index_bits_;
-  std::vector<float> level_value_;  // index -> 0, 2^(1-s), ..., 1
+  std::vector<std::uint32_t> codes_;   // one block's codes (scratch)
+  std::vector<std::uint32_t> random_;  // one block's random words (scratch)
 };
 
 }  // namespace fedsim

@@ -4,9 +4,47 @@
 #include <stdexcept>
 #include <string>
 
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
 #include "core/coding/bit_io.h"
+#include "core/compression/lane_kernels.h"
 
 namespace fedsim {
+namespace {
+
+using simd::i32x8;
+
+// words_i = the sign of v_i < 0 in bit 31, rec_i = +-scale (+scale for -0).
+[[gnu::always_inline]] inline void sign_words_impl(const float* v, std::size_t m, float scale, std::uint32_t* words,
+                                                   float* rec) {
+  const std::int32_t scale_bits = std::bit_cast<std::int32_t>(scale);
+  std::size_t i = 0;
+  for (; i + 8 <= m; i += 8) {
+    i32x8 x;
+    std::memcpy(&x, v + i, sizeof x);
+    const i32x8 nonzero = FEDSIM_SIMD_MASK_LT(i32x8{}, x & 0x7FFFFFFF);
+    const i32x8 negative = x & nonzero & static_cast<std::int32_t>(0x80000000u);
+    const i32x8 value = negative | scale_bits;
+    std::memcpy(words + i, &negative, sizeof negative);
+    std::memcpy(rec + i, &value, sizeof value);
+  }
+  for (; i < m; ++i) {
+    const bool negative = v[i] < 0.0f;
+    words[i] = negative ? 0x80000000u : 0u;
+    rec[i] = negative ? -scale : scale;
+  }
+}
+FEDSIM_TARGET_AVX2 void sign_words_avx2(const float* v, std::size_t m, float scale, std::uint32_t* words,
+                                        float* rec) {
+  sign_words_impl(v, m, scale, words, rec);
+}
+void sign_words_baseline(const float* v, std::size_t m, float scale, std::uint32_t* words, float* rec) {
+  sign_words_impl(v, m, scale, words, rec);
+}
+
+}  // namespace
 
 void SignCompressor::encode(std::span<const float> v, Rng&, Bytes& out, std::span<float> reconstructed) {
   const std::size_t n = v.size();
@@ -19,10 +57,14 @@ void SignCompressor::encode(std::span<const float> v, Rng&, Bytes& out, std::spa
   put_f32(out, scale);
   out.resize(start + payload_bytes(n), 0);
   std::uint8_t* bits = out.data() + start + 4;
-  for (std::size_t i = 0; i < n; ++i) {
-    const bool negative = v[i] < 0.0f;
-    bits[i >> 3] |= static_cast<std::uint8_t>(static_cast<unsigned>(negative) << (i & 7));
-    reconstructed[i] = negative ? -scale : scale;
+  // Bit i set when v_i < 0 (not for -0): the sign bit of a word that is
+  // also non-zero when the sign is cleared. rec_i = +-scale with that sign.
+  static const auto kernel = simd::pick(simd::best_isa(), sign_words_avx2, sign_words_avx2, sign_words_baseline);
+  std::uint32_t words[kLaneBlock];
+  for (std::size_t c0 = 0; c0 < n; c0 += kLaneBlock) {
+    const std::size_t m = std::min(kLaneBlock, n - c0);
+    kernel(v.data() + c0, m, scale, words, reconstructed.data() + c0);
+    pack_top_bits(words, m, bits + c0 / 8);
   }
 }
 
@@ -37,7 +79,7 @@ void SignCompressor::decode(std::span<const std::uint8_t> payload, std::span<flo
     throw DecodeError("sign payload has scale " + std::to_string(scale) + ", expected a finite value >= 0");
   const std::uint8_t* bits = payload.data() + 4;
   if (n % 8 != 0 && (bits[n / 8] >> (n % 8)) != 0) throw DecodeError("sign payload has non-zero padding bits");
-  for (std::size_t i = 0; i < n; ++i) out[i] = ((bits[i >> 3] >> (i & 7)) & 1) ? -scale : scale;
+  expand_sign_bits(bits, n, scale, false, out.data());
 }
 
 namespace {

@@ -6,15 +6,93 @@
 #include <stdexcept>
 #include <string>
 
+#include <cstring>
+
 #include "core/coding/bit_io.h"
+#include "core/compression/lane_kernels.h"
+#include "core/compression/vector_norms.h"
 
 namespace fedsim {
 namespace {
 
-float max_abs(const float* v, std::size_t n) {
-  std::uint32_t m = 0;
-  for (std::size_t i = 0; i < n; ++i) m = std::max(m, std::bit_cast<std::uint32_t>(v[i]) & 0x7FFFFFFFu);
-  return std::bit_cast<float>(m);
+using simd::f32x8;
+using simd::i32x8;
+using simd::u32x8;
+
+// Quantizes m (a multiple of 8) coordinates of a layer with scaler s > 0:
+//   p = min(|x|, s) * (1 / s), u = random * 2^-24 (random < 2^24), keep = u < p,
+//   code = keep ? (x < 0 ? 2 : 1) : 0, rec = keep ? +-s : 0.
+// u and p are non-negative floats, compared as integers (simd.h).
+[[gnu::always_inline]] inline void ternarize_impl(float s, float inv, const float* x, const std::uint32_t* random,
+                                                  std::size_t m, float* rec, std::uint32_t* codes) {
+  const i32x8 s_bits = i32x8{} + std::bit_cast<std::int32_t>(s);
+  for (std::size_t i = 0; i < m; i += 8) {
+    u32x8 xb, r;
+    std::memcpy(&xb, x + i, sizeof xb);
+    std::memcpy(&r, random + i, sizeof r);
+    const i32x8 a = (i32x8)(xb & 0x7FFFFFFFu);
+    const i32x8 below = FEDSIM_SIMD_MASK_LT(a, s_bits);
+    const f32x8 p = (f32x8)((a & below) | (s_bits & ~below)) * inv;
+    const f32x8 u = __builtin_convertvector((i32x8)r, f32x8) * 0x1.0p-24f;
+    const i32x8 keep = FEDSIM_SIMD_MASK_LT((i32x8)u, (i32x8)p);
+    const i32x8 neg = (i32x8)(xb >> 31);
+    const i32x8 code = keep & (neg + 1);
+    const i32x8 value = keep & (s_bits | (neg << 31));
+    std::memcpy(codes + i, &code, sizeof code);
+    std::memcpy(rec + i, &value, sizeof value);
+  }
+}
+FEDSIM_TARGET_AVX2 void ternarize_avx2(float s, float inv, const float* x, const std::uint32_t* random, std::size_t m,
+                                       float* rec, std::uint32_t* codes) {
+  ternarize_impl(s, inv, x, random, m, rec, codes);
+}
+void ternarize_baseline(float s, float inv, const float* x, const std::uint32_t* random, std::size_t m, float* rec,
+                        std::uint32_t* codes) {
+  ternarize_impl(s, inv, x, random, m, rec, codes);
+}
+
+// Any m: a partial group of 8 runs on a zero-padded copy.
+void ternarize(float s, float inv, const float* x, const std::uint32_t* random, std::size_t m, float* rec,
+               std::uint32_t* codes) {
+  static const auto kernel = simd::pick(simd::best_isa(), ternarize_avx2, ternarize_avx2, ternarize_baseline);
+  const std::size_t full = m - m % 8;
+  kernel(s, inv, x, random, full, rec, codes);
+  if (full == m) return;
+  float x_pad[8] = {}, rec_pad[8];
+  std::uint32_t random_pad[8] = {}, codes_pad[8];
+  std::memcpy(x_pad, x + full, (m - full) * sizeof(float));
+  std::memcpy(random_pad, random + full, (m - full) * sizeof(std::uint32_t));
+  kernel(s, inv, x_pad, random_pad, 8, rec_pad, codes_pad);
+  std::memcpy(rec + full, rec_pad, (m - full) * sizeof(float));
+  std::memcpy(codes + full, codes_pad, (m - full) * sizeof(std::uint32_t));
+}
+
+// Codes -> values; returns false when a code is 3.
+[[gnu::always_inline]] inline bool unternarize_impl(const std::uint32_t* codes, std::size_t m, float s, float* out) {
+  const i32x8 s_bits = i32x8{} + std::bit_cast<std::int32_t>(s);
+  i32x8 bad = {};
+  std::size_t i = 0;
+  for (; i + 8 <= m; i += 8) {
+    i32x8 code;
+    std::memcpy(&code, codes + i, sizeof code);
+    bad |= FEDSIM_SIMD_MASK_LT(i32x8{} + 2, code);
+    const i32x8 nonzero = FEDSIM_SIMD_MASK_LT(i32x8{}, code);
+    const i32x8 value = nonzero & (s_bits | ((code >> 1) << 31));
+    std::memcpy(out + i, &value, sizeof value);
+  }
+  bool ok = true;
+  for (int j = 0; j < 8; ++j) ok = ok && bad[j] == 0;
+  for (; i < m; ++i) {
+    ok = ok && codes[i] != 3;
+    out[i] = codes[i] == 0 ? 0.0f : (codes[i] == 1 ? s : -s);
+  }
+  return ok;
+}
+FEDSIM_TARGET_AVX2 bool unternarize_avx2(const std::uint32_t* codes, std::size_t m, float s, float* out) {
+  return unternarize_impl(codes, m, s, out);
+}
+bool unternarize_baseline(const std::uint32_t* codes, std::size_t m, float s, float* out) {
+  return unternarize_impl(codes, m, s, out);
 }
 
 // Population standard deviation of the layer (two-pass, in double).
@@ -54,6 +132,8 @@ void TernGrad::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<
   }
   for (float s_t : scalers) put_f32(out, s_t);
   out.reserve(out.size() + (2 * dim_ + 7) / 8);
+  codes_.resize(kLaneBlock);
+  random_.resize(kLaneBlock);
   BitWriter w(out);
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     const float* x = v.data() + layers_[li].offset;
@@ -65,17 +145,18 @@ void TernGrad::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<
       continue;
     }
     const float inv = 1.0f / s_t;
-    const float neg_s = -s_t;
-    std::uint64_t r = 0;
-    for (std::size_t k = 0; k < n; ++k) {
-      if ((k & 1) == 0) r = rng();
-      const float u = static_cast<float>(static_cast<std::uint32_t>(r >> ((k & 1) ? 8 : 40)) & 0xFFFFFFu) * 0x1.0p-24f;
-      const float p = std::min(std::fabs(x[k]), s_t) * inv;  // clipping, when on, caps |g_i| at the scaler
-      const bool keep = u < p;
-      const bool neg = std::signbit(x[k]);
-      const std::uint32_t code = keep ? (neg ? 2u : 1u) : 0u;
-      w.write(code, 2);
-      rec[k] = keep ? (neg ? neg_s : s_t) : 0.0f;
+    for (std::size_t c0 = 0; c0 < n; c0 += kLaneBlock) {
+      const std::size_t m = std::min(kLaneBlock, n - c0);
+      // One draw of the generator per two coordinates of the layer: bits
+      // 40-63 for the first, 8-31 for the second (blocks start at even k).
+      std::uint32_t* random = random_.data();
+      for (std::size_t k = 0; k < m; k += 2) {
+        const std::uint64_t r = rng();
+        random[k] = static_cast<std::uint32_t>(r >> 40) & 0xFFFFFFu;
+        if (k + 1 < m) random[k + 1] = static_cast<std::uint32_t>(r >> 8) & 0xFFFFFFu;
+      }
+      ternarize(s_t, inv, x + c0, random, m, rec + c0, codes_.data());
+      write_codes(w, codes_.data(), m, 2);
     }
   }
 }
@@ -105,10 +186,12 @@ void TernGrad::decode(std::span<const std::uint8_t> payload, std::span<float> ou
       std::fill(dst, dst + n, 0.0f);
       continue;
     }
-    for (std::size_t k = 0; k < n; ++k) {
-      const auto code = static_cast<std::uint32_t>(r.read(2));
-      if (code == 3) throw DecodeError("terngrad: invalid ternary code 3");
-      dst[k] = code == 0 ? 0.0f : (code == 1 ? s_t : -s_t);
+    static const auto kernel = simd::pick(simd::best_isa(), unternarize_avx2, unternarize_avx2, unternarize_baseline);
+    codes_.resize(kLaneBlock);
+    for (std::size_t c0 = 0; c0 < n; c0 += kLaneBlock) {
+      const std::size_t m = std::min(kLaneBlock, n - c0);
+      r.read_codes(2, m, codes_.data());
+      if (!kernel(codes_.data(), m, s_t, dst + c0)) throw DecodeError("terngrad: invalid ternary code 3");
     }
   }
   r.expect_end();

@@ -15,9 +15,15 @@
 // to a byte. A zero scaler means an all-zero layer with no codes. The decoder
 // knows the layer layout; DecodeError on a negative / non-finite scaler, code
 // 3, a wrong payload size or non-zero padding.
+//
+// Random draws: coordinate k of a layer keeps its sign when u_k < p_k, u_k =
+// 24 bits of the caller's Rng (one draw per two coordinates: bits 40-63 for
+// even k, 8-31 for odd k) times 2^-24; the quantization itself runs
+// vectorised on those words.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "core/compression/compressor.h"
@@ -37,6 +43,8 @@ class TernGrad final : public Compressor {
   std::size_t dim_;
   std::vector<Layer> layers_;
   double clip_;
+  std::vector<std::uint32_t> codes_;   // one block's codes (scratch)
+  std::vector<std::uint32_t> random_;  // one block's random words (scratch)
 };
 
 }  // namespace fedsim

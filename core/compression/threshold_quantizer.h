@@ -54,7 +54,10 @@ class ThresholdQuantizer final : public Compressor {
   double threshold_;
   std::uint32_t levels_;
   int level_bits_;
-  std::vector<std::uint32_t> level_of_;  // scratch: grid index per coordinate
+  std::vector<std::uint32_t> level_of_;  // scratch: grid index per coordinate of a block
+  std::vector<float> fraction_;          // scratch: its fraction above the grid point
+  std::vector<std::uint32_t> draws_;     // scratch: the block's coordinates that draw
+  std::vector<std::uint64_t> sent_;      // scratch: position | level << 40 of the sent entries (n < 2^40, levels <= 2^24)
 };
 
 }  // namespace fedsim

@@ -2,34 +2,69 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 
 namespace fedsim {
 
+// The exact top-k by a radix select on the magnitudes' bit patterns (for
+// non-negative floats the integer order is the numeric order): a histogram
+// of the top 15 bits finds the bin holding the k-th largest magnitude, a
+// selection among that bin's few members finds it exactly (T), and a last
+// pass in index order keeps every |v_i| > T and the first (lowest-index)
+// |v_i| == T until there are k: the same set nth_element with the order
+// "larger magnitude first, then lower index" gives, already sorted.
 void TopK::encode(std::span<const float> v, Rng&, Bytes& out, std::span<float> reconstructed) {
   const std::size_t n = v.size();
-  for (float x : v)
-    if (!std::isfinite(x)) throw std::invalid_argument("top_k: input is not finite");
-  const std::size_t k = k_for(n);
-  order_.resize(n);
-  std::iota(order_.begin(), order_.end(), std::size_t{0});
-  // A strict total order: larger magnitude first, then lower index.
-  auto before = [&v](std::size_t a, std::size_t b) {
-    const float ma = std::fabs(v[a]);
-    const float mb = std::fabs(v[b]);
-    return ma > mb || (ma == mb && a < b);
-  };
-  if (k < n) std::nth_element(order_.begin(), order_.begin() + static_cast<long>(k), order_.end(), before);
-  order_.resize(k);
-  std::sort(order_.begin(), order_.end());
-  values_.resize(k);
-  std::fill(reconstructed.begin(), reconstructed.end(), 0.0f);
-  for (std::size_t j = 0; j < k; ++j) {
-    values_[j] = v[order_[j]];
-    reconstructed[order_[j]] = values_[j];
+  const std::uint32_t* bits = reinterpret_cast<const std::uint32_t*>(v.data());
+  constexpr int kShift = 16;
+  constexpr std::uint32_t kInf = 0x7F800000u;
+  histogram_.assign(std::size_t{1} << (31 - kShift), 0);
+  std::uint32_t widest = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t key = bits[i] & 0x7FFFFFFFu;
+    widest = std::max(widest, key);
+    ++histogram_[key >> kShift];
   }
+  if (widest >= kInf) throw std::invalid_argument("top_k: input is not finite");
+  const std::size_t k = k_for(n);
+  order_.clear();
+  values_.clear();
+  if (k > 0) {
+    // The bin of the k-th largest key: `above` keys lie in higher bins.
+    std::size_t bin = histogram_.size() - 1, above = 0;
+    while (above + histogram_[bin] < k) above += histogram_[bin--];
+    candidates_.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint32_t key = bits[i] & 0x7FFFFFFFu;
+      if ((key >> kShift) == bin) candidates_.push_back(key);
+    }
+    // T = the (k - above)-th largest key of the bin.
+    const std::size_t rank = k - above - 1;
+    std::nth_element(candidates_.begin(), candidates_.begin() + static_cast<long>(rank), candidates_.end(),
+                     std::greater<std::uint32_t>());
+    const std::uint32_t threshold = candidates_[rank];
+    const std::size_t greater = above + static_cast<std::size_t>(std::count_if(
+                                            candidates_.begin(), candidates_.end(),
+                                            [threshold](std::uint32_t key) { return key > threshold; }));
+    std::size_t ties = k - greater;  // |v_i| == T taken, lowest indices first
+    order_.reserve(k);
+    values_.reserve(k);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint32_t key = bits[i] & 0x7FFFFFFFu;
+      if (key < threshold) continue;
+      if (key == threshold) {
+        if (ties == 0) continue;
+        --ties;
+      }
+      order_.push_back(i);
+      values_.push_back(v[i]);
+    }
+  }
+  std::fill(reconstructed.begin(), reconstructed.end(), 0.0f);
+  for (std::size_t j = 0; j < k; ++j) reconstructed[order_[j]] = values_[j];
   BitWriter writer(out);
   write_sparse_entries(writer, order_, values_);
 }

@@ -7,8 +7,9 @@
 // `fraction` in (0, 1] (default 0.01; k = ceil(fraction * n), at least 1 when
 // n > 0). Giving both is an error.
 // Ties in |v_i| are broken towards the lower index, so the selection is a
-// deterministic function of v. Selection is nth_element on magnitudes:
-// O(n + k log k) per call.
+// deterministic function of v. Selection is a radix select on the
+// magnitudes' bit patterns (three passes over v, then a selection among the
+// few magnitudes next to the k-th largest): O(n) per call, the exact top-k.
 //
 // Wire format: the sparse entry list of sparse_entries.h with exactly k
 // entries (the decoder knows k from n and the settings). encode() throws
@@ -40,6 +41,8 @@ class TopK final : public Compressor {
   double fraction_;
   std::vector<std::size_t> order_;  // scratch: candidate indices
   std::vector<float> values_;       // scratch: selected values
+  std::vector<std::size_t> histogram_;        // scratch: counts of the magnitudes' top bits
+  std::vector<std::uint32_t> candidates_;     // scratch: magnitudes in the k-th largest's bin
 };
 
 }  // namespace fedsim

@@ -14,13 +14,21 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "core/base/lane_rng.h"
 #include "core/base/rng.h"
+#include "core/coding/bit_io.h"
+#include "core/compression/fedvote_quantizer.h"
+#include "core/compression/hadamard_rotation.h"
+#include "core/compression/lane_kernels.h"
 #include "core/compression/natural_compression.h"
+#include "core/compression/natural_dithering.h"
 #include "core/compression/qsgd.h"
+#include "core/compression/sign_compressor.h"
+#include "core/compression/terngrad.h"
 #include "core/compression/vector_norms.h"
 
 namespace fedsim {
@@ -166,6 +174,306 @@ TEST(Simd, QuantizersGiveTheRecordedBytesOnEveryPath) {
     const std::uint64_t digest = c.run();
     EXPECT_EQ(digest, c.digest) << c.name << " on the " << isa_name(simd::best_isa()) << " path: digest 0x"
                                 << std::hex << digest;
+  }
+}
+
+// Sizes around the kernels' groups of 8 and blocks of kLaneBlock.
+std::vector<std::size_t> awkward_sizes() {
+  std::vector<std::size_t> sizes;
+  for (std::size_t n = 0; n <= 33; ++n) sizes.push_back(n);
+  for (std::size_t n : {63, 64, 65, 1023, 1024, 1025, 2049, 3001}) sizes.push_back(n);
+  return sizes;
+}
+
+TEST(Simd, SignBitStreamsAreTheReferenceOnEveryPath) {
+  Rng rng(21);
+  for (std::size_t n : awkward_sizes()) {
+    std::vector<std::uint32_t> words(n);
+    for (auto& w : words) w = static_cast<std::uint32_t>(rng());
+    std::vector<std::uint8_t> expected((n + 7) / 8, 0);
+    for (std::size_t i = 0; i < n; ++i) expected[i / 8] |= static_cast<std::uint8_t>((words[i] >> 31) << (i % 8));
+    for (bool invert : {false, true}) {
+      std::vector<float> expected_floats(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        const bool bit = ((expected[i / 8] >> (i % 8)) & 1) != 0;
+        expected_floats[i] = (bit != invert) ? -0.75f : 0.75f;
+      }
+      for (simd::Isa isa : kIsas) {
+        std::vector<std::uint8_t> packed((n + 7) / 8, 0xAB);
+        pack_top_bits(words.data(), n, packed.data(), isa);
+        EXPECT_EQ(packed, expected) << "n=" << n << " " << isa_name(isa);
+        std::vector<float> floats(n);
+        expand_sign_bits(expected.data(), n, 0.75f, invert, floats.data(), isa);
+        EXPECT_EQ(floats, expected_floats) << "n=" << n << " " << isa_name(isa);
+      }
+    }
+  }
+}
+
+TEST(Simd, WriteCodesIsBitWriterWriteForEveryWidth) {
+  Rng rng(22);
+  for (int width = 1; width <= 32; ++width) {
+    for (std::size_t n : {0, 1, 5, 63, 64, 65, 1000, 40000}) {
+      std::vector<std::uint32_t> codes(n);
+      for (auto& c : codes) c = static_cast<std::uint32_t>(rng() & BitWriter::mask(width));
+      Bytes expected, got;
+      {
+        BitWriter w(expected);
+        w.write(5, 3);  // an unaligned start
+        for (std::uint32_t c : codes) w.write(c, width);
+      }
+      {
+        BitWriter w(got);
+        w.write(5, 3);
+        write_codes(w, codes.data(), n, width);
+      }
+      EXPECT_EQ(got, expected) << "width " << width << " n " << n;
+    }
+  }
+}
+
+// The stated accuracy of the vectorised logistic function (FedVote's
+// P(+1)): within 2e-6 of 1 / (1 + exp(-z)) in double, the same floats on
+// every path, 0 for NaN.
+TEST(Simd, LogisticIsWithinItsStatedAccuracyOnEveryPath) {
+  std::vector<float> z;
+  for (int i = -200000; i <= 200000; ++i) z.push_back(static_cast<float>(i) * 5e-4f);  // [-100, 100]
+  Rng rng(23);
+  for (int i = 0; i < 20000; ++i) z.push_back(std::ldexp(static_cast<float>(rng.normal()), static_cast<int>(rng.below(30)) - 20));
+  for (float special : {0.0f, -0.0f, 1e-40f, -1e-40f, 79.9f, 80.0f, 80.1f, -80.0f, -87.0f, 88.7f, 1e30f, -1e30f,
+                        std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                        std::numeric_limits<float>::max(), -std::numeric_limits<float>::max()})
+    z.push_back(special);
+  z.push_back(std::numeric_limits<float>::quiet_NaN());
+  z.push_back(-std::numeric_limits<float>::quiet_NaN());
+  const std::size_t n = z.size();
+  std::vector<float> expected(n);
+  logistic(z.data(), n, expected.data(), simd::Isa::kBaseline);
+  double worst = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (std::isnan(z[i])) {
+      EXPECT_EQ(std::bit_cast<std::uint32_t>(expected[i]), 0u);
+      continue;
+    }
+    const double exact = 1.0 / (1.0 + std::exp(-static_cast<double>(z[i])));
+    worst = std::max(worst, std::fabs(static_cast<double>(expected[i]) - exact));
+    EXPECT_GE(expected[i], 0.0f);
+    EXPECT_LE(expected[i], 1.0f);
+  }
+  EXPECT_LE(worst, 2e-6);
+  std::printf("logistic: max abs error %.3g over %zu points\n", worst, n);
+  for (simd::Isa isa : kIsas) {
+    for (std::size_t m : {n, std::size_t{13}, std::size_t{1}}) {
+      std::vector<float> got(m);
+      logistic(z.data(), m, got.data(), isa);
+      EXPECT_EQ(0, std::memcmp(got.data(), expected.data(), m * sizeof(float))) << isa_name(isa) << " n=" << m;
+    }
+  }
+}
+
+// The vectorised TernGrad, natural dithering, sign and FedVote give the bytes
+// and values of their scalar definitions (as they were written before they
+// were vectorised, same random draws), at awkward layer, bucket and vector
+// sizes, on the path in use (FEDSIM_SIMD caps it).
+TEST(Simd, TernGradIsItsScalarDefinition) {
+  for (std::size_t n : {1, 7, 9, 1000, 1025, 3001}) {
+    const std::vector<Layer> layers{{"a", 0, n / 3}, {"b", n / 3, 5 % (n - n / 3 + 1)},
+                                    {"c", n / 3 + 5 % (n - n / 3 + 1), n - n / 3 - 5 % (n - n / 3 + 1)}};
+    Rng data(31 + n);
+    std::vector<float> v = random_vector(data, n);
+    TernGrad t(n, layers, 0.0);
+    Rng rng(7);
+    Bytes out;
+    std::vector<float> rec(n), decoded(n);
+    t.encode(v, rng, out, rec);
+    t.decode(out, decoded);
+    EXPECT_EQ(rec, decoded);
+
+    Rng same(7);
+    Bytes expected;
+    std::vector<float> expected_rec(n);
+    std::vector<float> scalers;
+    for (const Layer& l : layers) scalers.push_back(max_abs(v.data() + l.offset, l.size));
+    for (float s : scalers) put_f32(expected, s);
+    {
+      BitWriter w(expected);
+      for (std::size_t li = 0; li < layers.size(); ++li) {
+        const float s = scalers[li];
+        if (s == 0.0f) continue;
+        const float inv = 1.0f / s;
+        std::uint64_t r = 0;
+        for (std::size_t k = 0; k < layers[li].size; ++k) {
+          const std::size_t i = layers[li].offset + k;
+          if ((k & 1) == 0) r = same();
+          const float u = static_cast<float>(static_cast<std::uint32_t>(r >> ((k & 1) ? 8 : 40)) & 0xFFFFFFu) * 0x1.0p-24f;
+          const bool keep = u < std::min(std::fabs(v[i]), s) * inv;
+          const bool neg = std::signbit(v[i]);
+          w.write(keep ? (neg ? 2u : 1u) : 0u, 2);
+          expected_rec[i] = keep ? (neg ? -s : s) : 0.0f;
+        }
+      }
+    }
+    EXPECT_EQ(out, expected) << "n=" << n;
+    EXPECT_EQ(0, std::memcmp(rec.data(), expected_rec.data(), n * sizeof(float))) << "n=" << n;
+  }
+}
+
+TEST(Simd, NaturalDitheringIsItsScalarDefinition) {
+  for (std::uint32_t levels : {1u, 3u, 8u, 64u}) {
+    for (std::size_t n : {1, 7, 9, 1000, 1025, 3001}) {
+      const std::size_t bucket = n > 100 ? 700 : 0;
+      Rng data(41 + n + levels);
+      const std::vector<float> v = random_vector(data, n);
+      NaturalDithering d(n, levels, NaturalDithering::Norm::kL2, bucket);
+      Rng rng(9);
+      Bytes out;
+      std::vector<float> rec(n), decoded(n);
+      d.encode(v, rng, out, rec);
+      d.decode(out, decoded);
+      EXPECT_EQ(rec, decoded);
+
+      Rng same(9);
+      Bytes expected;
+      std::vector<float> expected_rec(n);
+      const int index_bits = std::bit_width(levels);
+      const float top = std::ldexp(1.0f, static_cast<int>(levels) - 1);
+      const std::size_t b = bucket == 0 ? n : bucket;
+      {
+        BitWriter w(expected);
+        for (std::size_t b0 = 0; b0 < n; b0 += b) {
+          const std::size_t len = std::min(b, n - b0);
+          const float norm = static_cast<float>(l2_norm(v.data() + b0, len));
+          w.write_f32(norm);
+          if (norm == 0.0f) continue;
+          float pre = 1.0f, scale = top / norm;
+          if (!std::isfinite(scale)) {
+            pre = 0x1.0p64f;
+            scale = top / (norm * pre);
+          }
+          std::uint64_t r = 0;
+          for (std::size_t k = 0; k < len; ++k) {
+            if ((k & 1) == 0) r = same();
+            const std::uint32_t random23 = static_cast<std::uint32_t>(r >> ((k & 1) * 32)) & 0x7FFFFFu;
+            const float x = v[b0 + k];
+            const float t = std::min((std::fabs(x) * pre) * scale, top);
+            const bool small = t < 1.0f;
+            const std::uint32_t bits = std::bit_cast<std::uint32_t>(small ? t + 1.0f : t);
+            const std::uint32_t up = random23 < (bits & 0x7FFFFFu) ? 1u : 0u;
+            const std::uint32_t index = ((bits >> 23) - 127u) + (small ? 0u : 1u) + up;
+            const std::uint32_t neg = (std::bit_cast<std::uint32_t>(x) >> 31) & (index != 0 ? 1u : 0u);
+            w.write(neg | (index << 1), 1 + index_bits);
+            const float level = index == 0 ? 0.0f : std::ldexp(1.0f, static_cast<int>(index) - static_cast<int>(levels));
+            expected_rec[b0 + k] = std::bit_cast<float>(std::bit_cast<std::uint32_t>(norm * level) | (neg << 31));
+          }
+        }
+      }
+      EXPECT_EQ(out, expected) << "levels=" << levels << " n=" << n;
+      EXPECT_EQ(0, std::memcmp(rec.data(), expected_rec.data(), n * sizeof(float))) << "levels=" << levels << " n=" << n;
+    }
+  }
+}
+
+TEST(Simd, SignAndFedVoteAreTheirScalarDefinitions) {
+  for (std::size_t n : awkward_sizes()) {
+    Rng data(51 + n);
+    const std::vector<float> v = random_vector(data, n);
+    // Sign: (sum |v_i| / n) * sgn(v_i), sgn(-0) = +1.
+    SignCompressor sign;
+    Rng unused(1);
+    Bytes out;
+    std::vector<float> rec(n), decoded(n);
+    sign.encode(v, unused, out, rec);
+    sign.decode(out, decoded);
+    EXPECT_EQ(rec, decoded);
+    double l1 = 0.0;
+    for (float x : v) l1 += std::fabs(static_cast<double>(x));
+    const float scale = n == 0 ? 0.0f : static_cast<float>(l1 / static_cast<double>(n));
+    Bytes expected;
+    put_f32(expected, scale);
+    expected.resize(SignCompressor::payload_bytes(n), 0);
+    for (std::size_t i = 0; i < n; ++i) {
+      expected[4 + i / 8] |= static_cast<std::uint8_t>(static_cast<unsigned>(v[i] < 0.0f) << (i % 8));
+      EXPECT_EQ(rec[i], v[i] < 0.0f ? -scale : scale);
+    }
+    EXPECT_EQ(out, expected) << "sign n=" << n;
+
+    // FedVote binary: +1 iff uniform_float() < 0.5f * (1 + tanhf(k h_i)),
+    // one draw per vote; inputs of both kinds (tiny k h, where the votes are
+    // close calls, and the wide random_vector) and 0, -0, +-inf, NaN.
+    std::vector<float> h = v;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i % 3 == 1) h[i] = static_cast<float>(data.normal()) * 1e-3f;
+      if (i % 97 == 5) h[i] = std::numeric_limits<float>::infinity();
+      if (i % 97 == 6) h[i] = -std::numeric_limits<float>::infinity();
+      if (i % 97 == 7) h[i] = std::numeric_limits<float>::quiet_NaN();
+    }
+    // Then every vote a close call: h_i placed so that P(+1) is the i-th
+    // uniform the encoder will draw (the recomputed path).
+    for (bool close_calls : {false, true}) {
+      if (close_calls) {
+        Rng ahead(3);
+        for (std::size_t i = 0; i < n; ++i)
+          h[i] = static_cast<float>(std::atanh(2.0 * ahead.uniform_float() - 1.0) / 1.5);
+      }
+      FedVoteBinary vote(1.5f);
+      Rng rng(3);
+      Bytes votes;
+      vote.encode(h, rng, votes, rec);
+      vote.decode(votes, decoded);
+      EXPECT_EQ(0, std::memcmp(rec.data(), decoded.data(), n * sizeof(float)));
+      Rng same(3);
+      Bytes expected_votes((n + 7) / 8, 0);
+      for (std::size_t i = 0; i < n; ++i) {
+        const float p_plus = 0.5f * (1.0f + std::tanh(1.5f * h[i]));
+        const bool plus = same.uniform_float() < p_plus;
+        expected_votes[i / 8] |= static_cast<std::uint8_t>(static_cast<unsigned>(plus) << (i % 8));
+        EXPECT_EQ(rec[i], plus ? 1.0f : -1.0f) << i << (close_calls ? " (close calls)" : "");
+      }
+      EXPECT_EQ(votes, expected_votes) << "fedvote n=" << n << (close_calls ? " (close calls)" : "");
+    }
+  }
+}
+
+// The butterflies on 8 lanes against the scalar definition (the same sums and
+// differences in the same order: the same floats), on every path, blocks of
+// every size.
+TEST(Simd, HadamardButterfliesAreTheScalarDefinitionOnEveryPath) {
+  for (std::size_t block : {1, 2, 4, 8, 16, 64, 1024}) {
+    for (std::size_t dim : {1, 7, 8, 9, 100, 1024, 1500, 3001}) {
+      RandomizedHadamard map(dim, block);
+      Rng signs(61);
+      map.draw_signs(signs);
+      Rng data(62 + dim);
+      const std::vector<float> v = random_vector(data, dim);
+      // H D v by the definition: D from the same draws as draw_signs(), then
+      // scalar butterflies and the scale per block.
+      std::vector<float> expected = v;
+      Rng same(61);
+      std::uint64_t bits = 0;
+      for (std::size_t i = 0; i < dim; ++i) {
+        if (i % 64 == 0) bits = same();
+        expected[i] *= ((bits >> (i % 64)) & 1) ? -1.0f : 1.0f;
+      }
+      for (const auto& b : map.blocks()) {
+        float* x = expected.data() + b.offset;
+        for (std::size_t half = 1; half < b.size; half <<= 1)
+          for (std::size_t start = 0; start < b.size; start += 2 * half)
+            for (std::size_t i = start; i < start + half; ++i) {
+              const float lo = x[i], hi = x[i + half];
+              x[i] = lo + hi;
+              x[i + half] = lo - hi;
+            }
+        if (b.size > 1)
+          for (std::size_t i = 0; i < b.size; ++i) x[i] *= static_cast<float>(1.0 / std::sqrt(static_cast<double>(b.size)));
+      }
+      for (simd::Isa isa : kIsas) {
+        std::vector<float> got = v;
+        map.use_isa(isa);
+        map.rotate(got);
+        EXPECT_EQ(0, std::memcmp(got.data(), expected.data(), dim * sizeof(float)))
+            << "block " << block << " dim " << dim << " " << isa_name(isa);
+      }
+    }
   }
 }
 

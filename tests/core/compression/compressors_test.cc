@@ -571,6 +571,42 @@ TEST(TopK, KeepsTheKLargestMagnitudesTiesToTheLowerIndex) {
   EXPECT_EQ(kept, 100u);
 }
 
+// The radix select keeps exactly the set a full selection keeps: the k
+// largest |v_i|, ties to the lower index, on vectors with many equal
+// magnitudes (few distinct values, +-0, signs), at awkward n and k.
+TEST(TopK, RadixSelectIsTheExactTopKWithTiesToTheLowerIndex) {
+  Rng rng(43);
+  for (std::size_t n : {1, 2, 7, 64, 1000, 4097}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      std::vector<float> v(n);
+      for (float& x : v) {
+        const float sign = rng.below(2) ? -1.0f : 1.0f;
+        if (kind == 0) x = static_cast<float>(rng.below(5)) * sign;  // heavy ties, zeros of both signs
+        else if (kind == 1) x = static_cast<float>(rng.normal());
+        else x = std::ldexp(1.0f + static_cast<float>(rng.below(3)) * 0x1.0p-23f, static_cast<int>(rng.below(4))) * sign;
+      }
+      for (std::size_t k : {std::size_t{1}, n / 3 + 1, n}) {
+        TopK top(k, 0.0);
+        Bytes out;
+        std::vector<float> rec(n);
+        top.encode(v, rng, out, rec);
+        std::vector<std::size_t> order(n);
+        std::iota(order.begin(), order.end(), std::size_t{0});
+        std::sort(order.begin(), order.end(), [&v](std::size_t a, std::size_t b) {
+          const float ma = std::fabs(v[a]), mb = std::fabs(v[b]);
+          return ma > mb || (ma == mb && a < b);
+        });
+        std::vector<float> expected(n, 0.0f);
+        for (std::size_t j = 0; j < k; ++j) expected[order[j]] = v[order[j]];
+        EXPECT_TRUE(same_bits(rec, expected)) << "n " << n << " kind " << kind << " k " << k;
+        std::vector<float> decoded(n);
+        top.decode(out, decoded);
+        EXPECT_TRUE(same_bits(decoded, expected)) << "n " << n << " kind " << kind << " k " << k;
+      }
+    }
+  }
+}
+
 TEST(SignCompressor, ScaleIsMeanAbsAndOneBitPerCoordinate) {
   for (std::size_t n : {1, 7, 8, 9, 100}) {
     std::vector<float> v = gaussian(n, n);

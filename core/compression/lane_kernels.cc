@@ -1,0 +1,172 @@
+#include "core/compression/lane_kernels.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+namespace fedsim {
+namespace {
+
+using simd::f32x8;
+using simd::i32x8;
+using simd::u32x8;
+
+// Bit 31 of 8 words -> one byte (lane j -> bit j), by shifts and a
+// shuffle reduction (no movemask in portable code).
+[[gnu::always_inline]] inline void pack_top_bits_impl(const std::uint32_t* words, std::size_t n, std::uint8_t* out) {
+  const u32x8 shift = {0, 1, 2, 3, 4, 5, 6, 7};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    u32x8 w;
+    std::memcpy(&w, words + i, sizeof w);
+    u32x8 b = (w >> 31) << shift;
+    b |= __builtin_shufflevector(b, b, 4, 5, 6, 7, 0, 1, 2, 3);
+    b |= __builtin_shufflevector(b, b, 2, 3, 0, 1, 6, 7, 4, 5);
+    b |= __builtin_shufflevector(b, b, 1, 0, 3, 2, 5, 4, 7, 6);
+    out[i / 8] = static_cast<std::uint8_t>(b[0]);
+  }
+  if (i < n) {
+    std::uint8_t last = 0;
+    for (std::size_t j = i; j < n; ++j) last = static_cast<std::uint8_t>(last | ((words[j] >> 31) << (j - i)));
+    out[i / 8] = last;
+  }
+}
+FEDSIM_TARGET_AVX2 void pack_top_bits_avx2(const std::uint32_t* words, std::size_t n, std::uint8_t* out) {
+  pack_top_bits_impl(words, n, out);
+}
+void pack_top_bits_baseline(const std::uint32_t* words, std::size_t n, std::uint8_t* out) {
+  pack_top_bits_impl(words, n, out);
+}
+
+[[gnu::always_inline]] inline void expand_sign_bits_impl(const std::uint8_t* bits, std::size_t n, float magnitude,
+                                                         bool invert, float* out) {
+  const std::uint32_t mag = std::bit_cast<std::uint32_t>(magnitude) & 0x7FFFFFFFu;
+  const std::uint32_t flip = invert ? 0x80000000u : 0u;
+  const u32x8 shift = {31, 30, 29, 28, 27, 26, 25, 24};
+  const u32x8 base = u32x8{} + mag;
+  const u32x8 flip_v = u32x8{} + flip;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const u32x8 b = ((u32x8{} + bits[i / 8]) << shift) & 0x80000000u;
+    const u32x8 value = base | (b ^ flip_v);
+    std::memcpy(out + i, &value, sizeof value);
+  }
+  for (; i < n; ++i) {
+    const std::uint32_t b = static_cast<std::uint32_t>((bits[i / 8] >> (i % 8)) & 1u) << 31;
+    out[i] = std::bit_cast<float>(mag | (b ^ flip));
+  }
+}
+FEDSIM_TARGET_AVX2 void expand_sign_bits_avx2(const std::uint8_t* bits, std::size_t n, float magnitude, bool invert,
+                                              float* out) {
+  expand_sign_bits_impl(bits, n, magnitude, invert, out);
+}
+void expand_sign_bits_baseline(const std::uint8_t* bits, std::size_t n, float magnitude, bool invert, float* out) {
+  expand_sign_bits_impl(bits, n, magnitude, invert, out);
+}
+
+// 1 / (1 + exp(-z)). exp(w), w = -z clamped to [-80, 80], as 2^k exp(r):
+// k = round(w / ln 2), r = w - k ln 2 (Cody-Waite, ln 2 in two parts, the
+// first exact times any |k| <= 128), |r| <= ln 2 / 2, and exp(r) by its
+// Taylor polynomial of degree 7 (truncation below 1e-8). Only adds,
+// multiplies and one division: no fused multiply-add on any path, so every
+// variant rounds alike. Comparisons are integer ones on magnitudes (simd.h).
+[[gnu::always_inline]] inline void logistic8(const float* src, float* dst) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693145751953125f;
+  constexpr float kLn2Lo = 1.42860682030941723e-6f;
+  const i32x8 clamp_bits = i32x8{} + std::bit_cast<std::int32_t>(80.0f);
+  const i32x8 inf_bits = i32x8{} + 0x7F800000;
+  i32x8 zb;
+  std::memcpy(&zb, src, sizeof zb);
+  const i32x8 mag = zb & 0x7FFFFFFF;
+  const i32x8 is_nan = FEDSIM_SIMD_MASK_LT(inf_bits, mag);
+  const i32x8 small = FEDSIM_SIMD_MASK_LT(mag, clamp_bits);
+  const i32x8 clamped = (mag & small) | (clamp_bits & ~small);
+  // w = -z, clamped.
+  const f32x8 w = (f32x8)(clamped | (~zb & static_cast<std::int32_t>(0x80000000u)));
+  // k = round(w / ln 2) as floor(x + 0.5), by truncating a positive value.
+  const f32x8 x = w * kLog2e + 128.5f;
+  const i32x8 k = __builtin_convertvector(x, i32x8) - 128;
+  const f32x8 kf = __builtin_convertvector(k, f32x8);
+  const f32x8 r = (w - kf * kLn2Hi) - kf * kLn2Lo;
+  f32x8 p = r * (1.0f / 5040.0f) + (1.0f / 720.0f);
+  p = p * r + (1.0f / 120.0f);
+  p = p * r + (1.0f / 24.0f);
+  p = p * r + (1.0f / 6.0f);
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const f32x8 e = p * (f32x8)((k + 127) << 23);
+  const f32x8 result = 1.0f / (1.0f + e);
+  const i32x8 bits = (i32x8)result & ~is_nan;
+  std::memcpy(dst, &bits, sizeof bits);
+}
+[[gnu::always_inline]] inline void logistic_impl(const float* z, std::size_t n, float* out) {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) logistic8(z + i, out + i);
+  if (i < n) {
+    float zp[8] = {}, op[8];
+    std::memcpy(zp, z + i, (n - i) * sizeof(float));
+    logistic8(zp, op);
+    std::memcpy(out + i, op, (n - i) * sizeof(float));
+  }
+}
+FEDSIM_TARGET_AVX2 void logistic_avx2(const float* z, std::size_t n, float* out) { logistic_impl(z, n, out); }
+void logistic_baseline(const float* z, std::size_t n, float* out) { logistic_impl(z, n, out); }
+
+}  // namespace
+
+void write_codes(BitWriter& w, const std::uint32_t* codes, std::size_t m, int width) {
+  constexpr std::size_t kWords = 512;
+  std::uint64_t words[kWords];
+  std::size_t k = 0;
+  while (k < m) {
+    // Each chunk fills at most kWords words, then goes to w at once.
+    const std::size_t chunk = std::min<std::size_t>(m - k, (kWords - 1) * 64 / static_cast<std::size_t>(width));
+    std::size_t full = 0;
+    std::uint64_t acc = 0;
+    int filled = 0;  // < 64
+    for (std::size_t e = k + chunk; k < e; ++k) {
+      const std::uint64_t bits = codes[k];
+      const int before = filled;
+      acc |= bits << before;
+      filled += width;
+      if (filled >= 64) {
+        words[full++] = acc;
+        filled -= 64;
+        acc = (bits >> 1) >> (63 - before);
+      }
+    }
+    w.write_stream(reinterpret_cast<const std::uint8_t*>(words), 64 * static_cast<std::uint64_t>(full));
+    w.write(acc, filled);
+  }
+}
+
+void pack_top_bits(const std::uint32_t* words, std::size_t n, std::uint8_t* out, simd::Isa isa) {
+  simd::pick(isa, pack_top_bits_avx2, pack_top_bits_avx2, pack_top_bits_baseline)(words, n, out);
+}
+void pack_top_bits(const std::uint32_t* words, std::size_t n, std::uint8_t* out) {
+  static const auto kernel = simd::pick(simd::best_isa(), pack_top_bits_avx2, pack_top_bits_avx2, pack_top_bits_baseline);
+  kernel(words, n, out);
+}
+
+void expand_sign_bits(const std::uint8_t* bits, std::size_t n, float magnitude, bool invert, float* out,
+                      simd::Isa isa) {
+  simd::pick(isa, expand_sign_bits_avx2, expand_sign_bits_avx2, expand_sign_bits_baseline)(bits, n, magnitude,
+                                                                                            invert, out);
+}
+void expand_sign_bits(const std::uint8_t* bits, std::size_t n, float magnitude, bool invert, float* out) {
+  static const auto kernel =
+      simd::pick(simd::best_isa(), expand_sign_bits_avx2, expand_sign_bits_avx2, expand_sign_bits_baseline);
+  kernel(bits, n, magnitude, invert, out);
+}
+
+void logistic(const float* z, std::size_t n, float* out, simd::Isa isa) {
+  simd::pick(isa, logistic_avx2, logistic_avx2, logistic_baseline)(z, n, out);
+}
+void logistic(const float* z, std::size_t n, float* out) {
+  static const auto kernel = simd::pick(simd::best_isa(), logistic_avx2, logistic_avx2, logistic_baseline);
+  kernel(z, n, out);
+}
+
+}  // namespace fedsim

@@ -1,0 +1,47 @@
+// Shared pieces of the vectorised quantizers (TernGrad, natural dithering,
+// sign, FedVote, threshold): the block size of their passes, fixed-width
+// code streams written in bulk, sign-bit streams packed and expanded eight
+// coordinates at a time, and FedVote's P(+1) vectorised.
+//
+// Every function gives the same bytes and floats on every SIMD path
+// (core/base/simd.h); the kernels run 8 lanes of 32 bits, as AVX2 does best,
+// and an AVX-512 CPU runs the AVX2 variant.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/base/simd.h"
+#include "core/coding/bit_io.h"
+
+namespace fedsim {
+
+// Coordinates per pass of the kernels (their random words and codes stay in L1).
+constexpr std::size_t kLaneBlock = 1024;
+
+// Appends codes[0, m), each below 2^width (1 <= width <= 32), as one
+// LSB-first stream of `width`-bit fields: what m calls of w.write(code,
+// width) would write.
+void write_codes(BitWriter& w, const std::uint32_t* codes, std::size_t m, int width);
+
+// Sign bits: bit i of the LSB-first stream is bit 31 of words[i]. Writes
+// ceil(n / 8) bytes to out (padding bits zero).
+void pack_top_bits(const std::uint32_t* words, std::size_t n, std::uint8_t* out);
+
+// out[i] = magnitude with its sign bit set to (bit i of bits) XOR invert.
+void expand_sign_bits(const std::uint8_t* bits, std::size_t n, float magnitude, bool invert, float* out);
+
+// The same on the variant for `isa` (a narrower one if the CPU lacks it), for
+// the tests that compare the variants.
+void pack_top_bits(const std::uint32_t* words, std::size_t n, std::uint8_t* out, simd::Isa isa);
+void expand_sign_bits(const std::uint8_t* bits, std::size_t n, float magnitude, bool invert, float* out,
+                      simd::Isa isa);
+
+// P(+1) of FedVote's binary vote, (1 + tanh(z / 2)) / 2 = 1 / (1 + exp(-z)),
+// for z = 2 k h: out[i] = logistic(z[i]) within 2e-6 absolute of the exact
+// value (tested), 0 for a NaN z; |z| is capped at 80 (logistic(-80) =
+// 1.8e-35 stands for 0, logistic(80) rounds to 1).
+void logistic(const float* z, std::size_t n, float* out);
+void logistic(const float* z, std::size_t n, float* out, simd::Isa isa);
+
+}  // namespace fedsim
