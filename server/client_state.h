@@ -21,11 +21,11 @@
 // |                                       |   are generated per round from (seed, client))    |                             |
 // |---------------------------------------|---------------------------------------------------|-----------------------------|
 // | only once a client has taken part (its first dispatch), in maps by client id that a checkpoint can enumerate: |
-// | Server::participants_ (server.h)      | Participant: ClientState (busy until, in flight), | 200 + ~48 map node          |
+// | Server::participants_ (server.h)      | Participant: ClientState (busy until, in flight), | 192 + 48 map node           |
 // |                                       |   CodecLink, ClientMemory                         |   + stage state             |
-// | EnergyLedger::totals_ (energy.h)      | ClientEnergy: energy by component, grid part,      | 72 + ~48 map node           |
+// | EnergyLedger::totals_ (energy.h)      | ClientEnergy: energy by component, grid part,      | 72 + 40 map node            |
 // |                                       |   rounds, exhausted round (first charge)          |                             |
-// | EnergyLedger::radio_ (energy.h)       | RadioState: end of the last message, tail charged | 16 + ~48 map node, only     |
+// | EnergyLedger::radio_ (energy.h)       | RadioState: end of the last message, tail charged | 16 + 40 map node, only      |
 // |                                       |   up to (server/radio_model.h)                    |   when some class's radio   |
 // |                                       |                                                   |   has a tail                |
 // | SimClient (clients/client.h)          | id, precision, data view, attack: built per round | 0 between rounds            |
@@ -43,8 +43,11 @@
 // | BroadcastLink (one for all clients)   | server and client references, 4 dim each          | 0 (shared)                  |
 //
 // Bound per participating client, stage state excluded: sizeof(Participant)
-// + sizeof(ClientEnergy) (+ sizeof(RadioState)) + three map nodes' overhead,
-// under 500 bytes (client_state_test checks the sizes). The run summary
+// + sizeof(ClientEnergy) + sizeof(RadioState) in three std::map nodes (32
+// bytes of colour and links each, and the key padded to the value's
+// alignment) = 408 bytes, under 500 with the allocator's headers
+// (client_state_test checks it). Stage state
+// (and scratch: a qsgd end keeps about 12 KB of block buffers) comes on top. The run summary
 // reports how many clients took part (RunSummary::clients_participated).
 //
 // Everything else (model, data, aggregator state, the event queue and the
