@@ -170,19 +170,27 @@ ServerEnergyModel ServerEnergyModel::parse(const Config& root) {
 }
 
 EnergyLedger::EnergyLedger(const Population& population)
-    : population_(population), totals_(population.num_clients()) {
+    : population_(population),
+      radio_tails_(population.any_radio_tail()),
+      exhausted_by_class_(population.num_classes(), 0) {
   round_.class_j.assign(population.num_classes(), 0.0);
-  for (std::uint32_t c = 0; c < population.num_clients(); ++c)
-    if (population.client(c).radio->tail_s() > 0.0) {
-      radio_.assign(population.num_clients(), RadioState{});
-      break;
-    }
+}
+
+bool EnergyLedger::exhausted(std::uint32_t client) const {
+  const auto it = totals_.find(client);
+  return it != totals_.end() && it->second.exhausted_round >= 0;
+}
+
+const ClientEnergy& EnergyLedger::client(std::uint32_t client) const {
+  static const ClientEnergy kNever;
+  const auto it = totals_.find(client);
+  return it == totals_.end() ? kNever : it->second;
 }
 
 bool EnergyLedger::add(std::uint32_t client, std::uint32_t round, const EnergyBreakdown& charged, double class_j,
                        double at_s) {
-  ClientEnergy& e = totals_.at(client);
-  const ClientTraits& traits = population_.client(client);
+  ClientEnergy& e = totals_[client];
+  const ClientTraits traits = population_.client(client);
   e.energy += charged;
   round_.energy += charged;
   round_.class_j[traits.class_index] += class_j;
@@ -193,6 +201,7 @@ bool EnergyLedger::add(std::uint32_t client, std::uint32_t round, const EnergyBr
   if (traits.battery_j > 0.0 && e.battery_draw_j() >= traits.battery_j) {
     e.exhausted_round = round;
     ++num_exhausted_;
+    ++exhausted_by_class_[traits.class_index];
     ++round_.clients_exhausted;
     return false;
   }
@@ -202,10 +211,10 @@ bool EnergyLedger::add(std::uint32_t client, std::uint32_t round, const EnergyBr
 bool EnergyLedger::charge(std::uint32_t client, std::uint32_t round, const RoundCost& cost, double idle_s,
                           double at_s) {
   assert(idle_s >= 0.0);
-  assert(totals_.at(client).exhausted_round < 0 && "an exhausted client was charged again");
+  assert(!exhausted(client) && "an exhausted client was charged again");
   EnergyBreakdown charged = cost.energy;
   charged.idle_j = idle_s * population_.client(client).profile->idle_power_w();
-  ++totals_.at(client).rounds;
+  ++totals_[client].rounds;
   ++round_.clients_charged;
   return add(client, round, charged, cost.total_j() + charged.idle_j, at_s);
 }
@@ -214,27 +223,27 @@ RoundCost EnergyLedger::round_cost(std::uint32_t client, const RoundWork& work) 
   RoundWork w = work;
   w.network_seed = population_.seed();
   w.client = client;
-  if (radio_.empty()) {
+  if (!radio_tails_) {
     RadioState idle;
     return fedsim::round_cost(population_.client(client), w, idle);
   }
-  return fedsim::round_cost(population_.client(client), w, radio_.at(client));
+  return fedsim::round_cost(population_.client(client), w, radio_[client]);
 }
 
 bool EnergyLedger::model_lost(std::uint32_t client, const RoundWork& work) const {
-  const ClientTraits& t = population_.client(client);
+  const ClientTraits t = population_.client(client);
   if (t.faults == nullptr || t.faults->loss_rate <= 0.0 || work.bytes_down == 0) return false;
   RoundWork w = work;
   w.network_seed = population_.seed();
   w.client = client;
   w.bytes_up = 0;
-  RadioState trial = radio_.empty() ? RadioState{} : radio_.at(client);
+  const auto it = radio_.find(client);
+  RadioState trial = it == radio_.end() ? RadioState{} : it->second;
   return fedsim::round_cost(t, w, trial).lost_down;
 }
 
 void EnergyLedger::charge_tails(std::uint32_t round, double now_s) {
-  for (std::uint32_t c = 0; c < radio_.size(); ++c) {
-    RadioState& s = radio_[c];
+  for (auto& [c, s] : radio_) {
     if (!std::isfinite(s.last_end_s) || exhausted(c)) continue;
     const RadioModel& r = *population_.client(c).radio;
     // Up to the close, or to the tail's end; charged_to_s lands exactly on
@@ -252,12 +261,12 @@ void EnergyLedger::charge_tails(std::uint32_t round, double now_s) {
 double EnergyLedger::battery_left_j(std::uint32_t client) const {
   const double battery = population_.client(client).battery_j;
   if (battery <= 0.0) return std::numeric_limits<double>::infinity();
-  return battery - totals_.at(client).battery_draw_j();
+  return battery - this->client(client).battery_draw_j();
 }
 
 double EnergyLedger::total_j() const {
   double sum = 0.0;
-  for (const ClientEnergy& e : totals_) sum += e.total_j();
+  for (const auto& [c, e] : totals_) sum += e.total_j();
   return sum;
 }
 
@@ -281,9 +290,8 @@ void EnergyLedger::write_client_csv(const std::string& path) const {
   if (!out) throw InputError(path + ": cannot open for writing (per-client energy CSV)");
   out << "client,class,profile,rounds,compute_j,tx_j,rx_j,idle_j,total_j,battery_left_j,exhausted_round,promotion_j,"
          "tail_j,grid_j\n";
-  for (std::uint32_t c = 0; c < totals_.size(); ++c) {
-    const ClientEnergy& e = totals_[c];
-    const ClientTraits& t = population_.client(c);
+  for (const auto& [c, e] : totals_) {
+    const ClientTraits t = population_.client(c);
     out << c << ',' << population_.class_name(t.class_index) << ',' << t.profile->name() << ',' << e.rounds << ','
         << number(e.energy.compute_j) << ',' << number(e.energy.tx_j) << ',' << number(e.energy.rx_j) << ','
         << number(e.energy.idle_j) << ','
@@ -299,38 +307,56 @@ void EnergyLedger::write_client_csv(const std::string& path) const {
 void EnergyLedger::save(StateWriter& out) const {
   out.begin("ledger");
   out.put<std::uint64_t>(totals_.size());
-  for (const ClientEnergy& c : totals_) {
+  for (const auto& [client, c] : totals_) {
+    out.put(client);
     save_state(out, c.energy);
     out.put(c.grid_j), out.put(c.rounds), out.put(c.exhausted_round);
   }
   out.put<std::uint64_t>(radio_.size());
-  for (const RadioState& r : radio_) out.put(r.last_end_s), out.put(r.charged_to_s);
+  for (const auto& [client, r] : radio_) out.put(client), out.put(r.last_end_s), out.put(r.charged_to_s);
   save_state(out, round_.energy);
   out.vec(round_.class_j);
   out.put(round_.grid_j), out.put<std::uint64_t>(round_.clients_charged), out.put<std::uint64_t>(round_.clients_exhausted);
-  out.put<std::uint64_t>(num_exhausted_);
 }
 
 void EnergyLedger::restore(StateReader& in) {
   in.begin("ledger");
-  if (in.count(totals_.size(), 0) != totals_.size()) throw DecodeError("the ledger holds another number of clients");
-  std::size_t exhausted = 0;
-  for (ClientEnergy& c : totals_) {
+  const std::size_t n = population_.num_clients();
+  totals_.clear();
+  num_exhausted_ = 0;
+  std::fill(exhausted_by_class_.begin(), exhausted_by_class_.end(), 0);
+  // Ids strictly increasing (a map's order), each a registered client.
+  std::int64_t last = -1;
+  const auto next_id = [&](const char* what) {
+    const auto client = in.get<std::uint32_t>();
+    if (client >= n || static_cast<std::int64_t>(client) <= last)
+      throw DecodeError(std::string("the ledger's ") + what + " name client " + std::to_string(client) + " out of order");
+    last = client;
+    return client;
+  };
+  for (std::size_t k = in.count(n, 4); k > 0; --k) {
+    ClientEnergy& c = totals_[next_id("totals")];
     restore_state(in, c.energy);
     c.grid_j = in.get<double>();
     c.rounds = in.get<std::uint64_t>();
     c.exhausted_round = in.get<std::int64_t>();
-    exhausted += c.exhausted_round >= 0;
   }
-  if (in.count(radio_.size(), 0) != radio_.size()) throw DecodeError("the ledger's radio states do not match the population");
-  for (RadioState& r : radio_) r.last_end_s = in.get<double>(), r.charged_to_s = in.get<double>();
+  // Exhaustion counts are derived, not trusted.
+  for (const auto& [client, c] : totals_)
+    if (c.exhausted_round >= 0) ++num_exhausted_, ++exhausted_by_class_[population_.client(client).class_index];
+  radio_.clear();
+  last = -1;
+  const std::size_t radios = in.count(radio_tails_ ? n : 0, 4);
+  for (std::size_t k = radios; k > 0; --k) {
+    RadioState& r = radio_[next_id("radio states")];
+    r.last_end_s = in.get<double>();
+    r.charged_to_s = in.get<double>();
+  }
   restore_state(in, round_.energy);
   round_.class_j = in.vec<double>(round_.class_j.size());
   round_.grid_j = in.get<double>();
   round_.clients_charged = static_cast<std::size_t>(in.get<std::uint64_t>());
   round_.clients_exhausted = static_cast<std::size_t>(in.get<std::uint64_t>());
-  num_exhausted_ = static_cast<std::size_t>(in.get<std::uint64_t>());
-  if (num_exhausted_ != exhausted) throw DecodeError("the ledger's count of exhausted clients does not match theirs");
 }
 
 }  // namespace fedsim

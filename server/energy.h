@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -198,18 +199,27 @@ class EnergyLedger {
   // before take_round), in client order.
   void charge_tails(std::uint32_t round, double now_s);
 
-  bool exhausted(std::uint32_t client) const { return totals_.at(client).exhausted_round >= 0; }
+  bool exhausted(std::uint32_t client) const;
   // battery_j minus the battery energy charged so far; +infinity for unlimited batteries.
   double battery_left_j(std::uint32_t client) const;
-  const ClientEnergy& client(std::uint32_t client) const { return totals_.at(client); }
+  // Its figures (all zero for a client never charged).
+  const ClientEnergy& client(std::uint32_t client) const;
   std::size_t num_exhausted() const { return num_exhausted_; }
+  // Exhausted clients of population class k.
+  std::size_t num_exhausted_in_class(std::size_t k) const { return exhausted_by_class_.at(k); }
+  // Every client charged so far, by id (the ledger's per-client state: a
+  // client's entry is created by its first charge or round_cost).
+  const std::map<std::uint32_t, ClientEnergy>& charged_clients() const { return totals_; }
+  const std::map<std::uint32_t, RadioState>& radio_states() const { return radio_; }
   double total_j() const;  // everything charged so far, all clients
 
   const RoundEnergy& current_round() const { return round_; }
   // Returns the sums since the last call and resets them.
   RoundEnergy take_round();
 
-  // One row per client: client,class,profile,rounds,compute_j,tx_j,rx_j,idle_j,
+  // One row per client charged at least once (a client never charged has
+  // nothing to report: zero energy, its whole battery left), by id:
+  // client,class,profile,rounds,compute_j,tx_j,rx_j,idle_j,
   // total_j,battery_left_j,exhausted_round,promotion_j,tail_j,grid_j (battery_left_j
   // empty = unlimited, exhausted_round empty = never). Numbers in shortest
   // round-trip form.
@@ -226,8 +236,11 @@ class EnergyLedger {
   bool add(std::uint32_t client, std::uint32_t round, const EnergyBreakdown& e, double class_j, double at_s);
 
   const Population& population_;
-  std::vector<ClientEnergy> totals_;
-  std::vector<RadioState> radio_;  // per client when any radio has a tail, else empty
+  // Created on a client's first charge (issue 11: nothing per idle client).
+  std::map<std::uint32_t, ClientEnergy> totals_;
+  bool radio_tails_ = false;  // some class's radio has a tail: radio_ keeps states
+  std::map<std::uint32_t, RadioState> radio_;  // per client that sent or received a message, when radio_tails_
+  std::vector<std::size_t> exhausted_by_class_;
   RoundEnergy round_;
   std::size_t num_exhausted_ = 0;
 };

@@ -113,7 +113,7 @@ class FedBuff final : public RoundPolicy {
   void dispatch(Server& s, std::size_t how_many) {
     ++dispatches_;
     const std::vector<std::uint32_t> chosen =
-        s.sample(s.available_clients(dispatches_, s.now_s()), how_many, dispatches_);
+        s.sample_available(dispatches_, s.now_s(), how_many, dispatches_);
     const Broadcast model = s.broadcast(ledger_round());
     m_.bytes_down += model.bytes * chosen.size();
     for (Flight& f : s.dispatch(DispatchPlan{dispatches_, ledger_round(), concurrency_}, chosen, model, m_)) {

@@ -80,6 +80,10 @@ class GossipPolicy final : public RoundPolicy {
       throw InputError(server_.where("policy") + ": expected a decentralized algorithm (dspg, dpsvrg) for policy "
                        "'gossip', found algorithm '" + s.scenario().algorithm_name + "'");
     const Scenario& sc = s.scenario();
+    if (s.procedural_data())
+      throw InputError(sc.data.where("source") + ": expected a stored data set for policy 'gossip' (its nodes' "
+                       "objective needs the whole training set), found procedural source '" +
+                       sc.data.get_string("source", "") + "'");
     topology_ = algorithm_->topology(s.num_clients(), sc.seed, sc.file);
     x_.assign(s.num_clients(), s.model_params());
     if (algorithm_->settings().variance_reduced) {

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <stdexcept>
+#include <unordered_map>
 
 #include "core/base/errors.h"
 #include "core/base/rng.h"
@@ -257,9 +259,9 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
 
   // Contiguous blocks by cumulative rounding (see the header).
   const double n = static_cast<double>(num_clients);
+  num_clients_ = num_clients;
   double cumulative = 0.0;
   std::uint32_t begin = 0;
-  traits_.resize(num_clients);
   for (std::size_t k = 0; k < specs.size(); ++k) {
     cumulative += specs[k].info.fraction;
     std::uint32_t end = static_cast<std::uint32_t>(num_clients);
@@ -270,48 +272,42 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
     ClassSpec& s = specs[k];
     s.info.first_client = begin;
     s.info.end_client = end;
-    for (std::uint32_t c = begin; c < end; ++c) {
-      ClientTraits& t = traits_[c];
-      t.class_index = k;
-      t.profile = s.profile;
-      t.precision = s.info.precision;
-      t.frequency = s.info.frequency;
-      t.fixed_level = s.fixed_level;
-      t.radio = s.radio.get();
-      t.faults = s.faults.get();
-      Rng link_rng = Rng::derive(seed, Stream::kLinks, {c});
-      t.link = s.link.draw(link_rng);
-      if (s.device_trace) {
-        const std::vector<DeviceRow>& rows = s.device_trace->rows();
-        std::size_t row = (c - begin) % rows.size();
-        if (s.random_device) row = Rng::derive(seed, Stream::kPopulation, {c, kDeviceRowTag}).below(rows.size());
-        t.device = &rows[row];
-        t.link.uplink_bps = t.device->uplink_bps;
-        t.link.downlink_bps = t.device->downlink_bps;
-      }
-      t.battery_j = s.battery_j;
-      t.availability = s.availability;
-      if (s.availability.kind == Availability::Kind::kPeriodic && s.availability.random_phase) {
-        Rng phase_rng = Rng::derive(seed, Stream::kPopulation, {c});
-        t.phase_s = phase_rng.uniform() * s.availability.period_s;
-      }
-      t.charging = s.charging;
-      if (s.charging_random_phase) {
-        Rng phase_rng = Rng::derive(seed, Stream::kPopulation, {c, kChargingPhaseTag});
-        t.charging_phase_s = phase_rng.uniform() * s.charging.period_s;
-      }
-      t.dropout_probability = s.dropout_probability;
-      t.data_weight = s.data_weight;
-    }
+    ClassTraits c;
+    ClientTraits& t = c.shared;
+    t.class_index = k;
+    t.profile = s.profile;
+    t.precision = s.info.precision;
+    t.frequency = s.info.frequency;
+    t.fixed_level = s.fixed_level;
+    t.radio = s.radio.get();
+    t.faults = s.faults.get();
+    t.battery_j = s.battery_j;
+    t.availability = s.availability;
+    t.charging = s.charging;
+    t.dropout_probability = s.dropout_probability;
+    t.data_weight = s.data_weight;
+    c.link = s.link;
+    c.random_device = s.random_device;
+    c.charging_random_phase = s.charging_random_phase;
+    class_traits_.push_back(c);
     if (s.attack) {
-      // round(f x size) attackers, uniformly among the class's ids.
-      std::vector<std::uint32_t> ids(end - begin);
-      for (std::uint32_t c = begin; c < end; ++c) ids[c - begin] = c;
-      const auto count = static_cast<std::size_t>(std::round(s.attack_fraction * static_cast<double>(ids.size())));
+      // round(f x size) attackers, uniformly among the class's ids: a partial
+      // Fisher-Yates shuffle of [begin, end) whose moved entries alone are
+      // kept (a sparse array: the same draws as a dense one, memory per
+      // attacker, not per client).
+      const std::size_t size = end - begin;
+      const auto count = static_cast<std::size_t>(std::round(s.attack_fraction * static_cast<double>(size)));
+      std::unordered_map<std::uint32_t, std::uint32_t> moved;
+      const auto at = [&](std::uint32_t i) {
+        const auto it = moved.find(i);
+        return it == moved.end() ? begin + i : it->second;
+      };
       Rng pick = Rng::derive(seed, Stream::kAttack, {k, 0, 0});
       for (std::size_t i = 0; i < count; ++i) {
-        std::swap(ids[i], ids[i + pick.below(ids.size() - i)]);
-        traits_[ids[i]].attack = s.attack.get();
+        const auto j = static_cast<std::uint32_t>(i + pick.below(size - i));
+        const std::uint32_t chosen = at(j);
+        moved[j] = at(static_cast<std::uint32_t>(i));
+        attackers_.push_back(chosen);
       }
       s.info.attackers = count;
     }
@@ -322,6 +318,66 @@ Population::Population(const Config& root, std::size_t num_clients, std::uint64_
     attacks_.push_back(std::move(s.attack));
     begin = end;
   }
+  std::sort(attackers_.begin(), attackers_.end());
+}
+
+std::size_t Population::class_of(std::uint32_t id) const {
+  if (id >= num_clients_) throw std::out_of_range("client " + std::to_string(id) + " of " + std::to_string(num_clients_));
+  // The first class whose block ends after id (empty classes are skipped).
+  const auto it = std::upper_bound(classes_.begin(), classes_.end(), id,
+                                   [](std::uint32_t c, const ClientClass& k) { return c < k.end_client; });
+  return static_cast<std::size_t>(it - classes_.begin());
+}
+
+ClientTraits Population::client(std::uint32_t c) const {
+  const std::size_t k = class_of(c);
+  const ClassTraits& s = class_traits_[k];
+  ClientTraits t = s.shared;
+  Rng link_rng = Rng::derive(seed_, Stream::kLinks, {c});
+  t.link = s.link.draw(link_rng);
+  if (const DeviceTrace* trace = device_traces_[k].get()) {
+    const std::vector<DeviceRow>& rows = trace->rows();
+    std::size_t row = (c - classes_[k].first_client) % rows.size();
+    if (s.random_device) row = Rng::derive(seed_, Stream::kPopulation, {c, kDeviceRowTag}).below(rows.size());
+    t.device = &rows[row];
+    t.link.uplink_bps = t.device->uplink_bps;
+    t.link.downlink_bps = t.device->downlink_bps;
+  }
+  if (t.availability.kind == Availability::Kind::kPeriodic && t.availability.random_phase) {
+    Rng phase_rng = Rng::derive(seed_, Stream::kPopulation, {c});
+    t.phase_s = phase_rng.uniform() * t.availability.period_s;
+  }
+  if (s.charging_random_phase) {
+    Rng phase_rng = Rng::derive(seed_, Stream::kPopulation, {c, kChargingPhaseTag});
+    t.charging_phase_s = phase_rng.uniform() * t.charging.period_s;
+  }
+  if (is_attacker(c)) t.attack = attacks_[k].get();
+  return t;
+}
+
+bool Population::is_attacker(std::uint32_t client) const {
+  return std::binary_search(attackers_.begin(), attackers_.end(), client);
+}
+
+double Population::max_data_weight() const {
+  double w = 0.0;
+  for (std::size_t k = 0; k < classes_.size(); ++k)
+    if (classes_[k].end_client > classes_[k].first_client) w = std::max(w, class_traits_[k].shared.data_weight);
+  return w;
+}
+
+bool Population::class_may_be_online(std::size_t k) const {
+  const ClientTraits& t = class_traits_.at(k).shared;
+  const Availability& a = t.availability;
+  return !(a.kind == Availability::Kind::kProbability && a.online_probability <= 0.0) &&
+         !(a.kind == Availability::Kind::kPeriodic && a.on_fraction <= 0.0) &&
+         !(a.kind == Availability::Kind::kWhileCharging && t.charging.plugged_fraction <= 0.0);
+}
+
+bool Population::any_radio_tail() const {
+  for (std::size_t k = 0; k < classes_.size(); ++k)
+    if (classes_[k].end_client > classes_[k].first_client && radios_[k]->tail_s() > 0.0) return true;
+  return false;
 }
 
 std::vector<std::string> Population::class_names() const {
@@ -336,8 +392,11 @@ bool Population::any_label_flipping() const {
   return false;
 }
 
+// The availability and charging models need the class and the client's
+// phases only: no link draw (these run for every candidate of a sample).
 bool Population::is_online(std::uint32_t client, std::uint32_t round, double time_s) const {
-  const ClientTraits& t = traits_.at(client);
+  const std::size_t k = class_of(client);
+  const ClientTraits& t = class_traits_[k].shared;
   const Availability& a = t.availability;
   switch (a.kind) {
     case Availability::Kind::kAlways:
@@ -347,31 +406,38 @@ bool Population::is_online(std::uint32_t client, std::uint32_t round, double tim
       return rng.bernoulli(a.online_probability);
     }
     case Availability::Kind::kPeriodic: {
-      double x = std::fmod(time_s + t.phase_s, a.period_s);
+      const double phase_s =
+          a.random_phase ? Rng::derive(seed_, Stream::kPopulation, {client}).uniform() * a.period_s : 0.0;
+      double x = std::fmod(time_s + phase_s, a.period_s);
       if (x < 0.0) x += a.period_s;
       return x < a.on_fraction * a.period_s;
     }
     case Availability::Kind::kWhileCharging:
       return is_charging(client, time_s);
     case Availability::Kind::kTrace:
-      return t.device->is_online(time_s);
+      return this->client(client).device->is_online(time_s);
   }
   return true;
 }
 
 bool Population::is_charging(std::uint32_t client, double time_s) const {
-  const ClientTraits& t = traits_.at(client);
-  if (t.charging.period_s <= 0.0) return false;
-  double x = std::fmod(time_s + t.charging_phase_s, t.charging.period_s);
-  if (x < 0.0) x += t.charging.period_s;
-  return x < t.charging.plugged_fraction * t.charging.period_s;
+  const ClassTraits& c = class_traits_[class_of(client)];
+  const ChargingSchedule& charging = c.shared.charging;
+  if (charging.period_s <= 0.0) return false;
+  const double phase_s = c.charging_random_phase
+                             ? Rng::derive(seed_, Stream::kPopulation, {client, kChargingPhaseTag}).uniform() *
+                                   charging.period_s
+                             : 0.0;
+  double x = std::fmod(time_s + phase_s, charging.period_s);
+  if (x < 0.0) x += charging.period_s;
+  return x < charging.plugged_fraction * charging.period_s;
 }
 
 bool Population::drops_out(std::uint32_t client, std::uint32_t round) const {
-  const ClientTraits& t = traits_.at(client);
-  if (t.dropout_probability <= 0.0) return false;
+  const double p = class_traits_[class_of(client)].shared.dropout_probability;
+  if (p <= 0.0) return false;
   Rng rng = Rng::derive(seed_, Stream::kAvailability, {client, round, kDropoutTag});
-  return rng.bernoulli(t.dropout_probability);
+  return rng.bernoulli(p);
 }
 
 }  // namespace fedsim

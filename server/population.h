@@ -53,6 +53,12 @@
 //   packet losses, trace phase: server/network_faults.h
 //   attackers of class k:       Rng::derive(seed, Stream::kAttack, {k, 0, 0}), a partial
 //                               Fisher-Yates shuffle of the class's ids
+//
+// Memory (issue 11): nothing is stored per client. A client's traits are
+// derived on demand from its class (a binary search over the class
+// boundaries) and the streams above, so client(id) costs a few draws and the
+// population takes O(classes + attackers) memory (4 bytes per attacker, a
+// sorted list of their ids), whatever the number of clients.
 // (with the async server policy, r counts the server's dispatches: one per
 // refill of the clients in flight, and one per retry while nobody is)
 #pragma once
@@ -135,8 +141,12 @@ class Population {
   // entries and profiles (the caller's root.finish() covers the rest).
   Population(const Config& root, std::size_t num_clients, std::uint64_t seed);
 
-  std::size_t num_clients() const { return traits_.size(); }
-  const ClientTraits& client(std::uint32_t id) const { return traits_.at(id); }
+  std::size_t num_clients() const { return num_clients_; }
+  // The traits of client `id` (< num_clients()), derived on demand (see
+  // "Memory" above): the same value on every call.
+  ClientTraits client(std::uint32_t id) const;
+  // The class of client `id` (binary search over the class boundaries).
+  std::size_t class_of(std::uint32_t id) const;
   std::size_t num_classes() const { return classes_.size(); }
   const std::string& class_name(std::size_t index) const { return classes_.at(index).name; }
   const ClientClass& client_class(std::size_t index) const { return classes_.at(index); }
@@ -145,7 +155,17 @@ class Population {
   const ProfileCatalog& profiles() const { return catalog_; }
   // Whether any client's attack flips labels / colludes.
   bool any_label_flipping() const;
-  bool is_attacker(std::uint32_t client) const { return traits_.at(client).attack != nullptr; }
+  bool is_attacker(std::uint32_t client) const;
+  // Class k's attack (null: an honest class).
+  const Attack* class_attack(std::size_t k) const { return attacks_.at(k).get(); }
+  // The largest data_weight of a class with clients (Server: a client keeps
+  // ceil(size * w / max) of its partition share).
+  double max_data_weight() const;
+  // Whether some client of class k can ever be online (its availability
+  // model allows it at some time or round).
+  bool class_may_be_online(std::size_t k) const;
+  // Some class's radio has a tail (the ledger then keeps radio states).
+  bool any_radio_tail() const;
 
   // Whether `client` is online at virtual time `time_s` in round `round`.
   // Probability model: one draw per (client, round), independent of time.
@@ -164,7 +184,17 @@ class Population {
   std::vector<std::shared_ptr<const DeviceTrace>> device_traces_;  // by class (null: none)
   std::vector<std::unique_ptr<Attack>> attacks_;     // by class (null: honest class)
   std::vector<ClientClass> classes_;
-  std::vector<ClientTraits> traits_;
+  // Per class: the traits its clients share (link, phases, device row,
+  // attack are filled in per client by client()), and how to draw the rest.
+  struct ClassTraits {
+    ClientTraits shared;
+    LinkSpec link;
+    bool random_device = false;
+    bool charging_random_phase = false;
+  };
+  std::vector<ClassTraits> class_traits_;
+  std::vector<std::uint32_t> attackers_;  // sorted ids of every class's attackers
+  std::size_t num_clients_ = 0;
   std::uint64_t seed_;
   double server_capacity_bps_ = 0.0;
 };

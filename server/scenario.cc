@@ -19,6 +19,8 @@ void check_algorithm_components(const Scenario& s, const Config& root);
 
 constexpr std::int64_t kMaxInt = std::numeric_limits<std::int64_t>::max();
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// Client ids are 32-bit (server/population.h).
+constexpr std::int64_t kMaxClients = std::numeric_limits<std::uint32_t>::max();
 
 // Checks that a registry knows the name under `key` (so typos fail at load).
 template <class RegistryT>
@@ -57,7 +59,7 @@ Scenario parse_scenario(const std::string& yaml_text, const std::string& file,
   registered_name<AggregatorRegistry>(s.aggregator, "name", s.algorithm->default_aggregator());
   s.weight_by_samples = s.aggregator.get_bool("weight_by_samples", true);
 
-  s.num_clients = static_cast<std::size_t>(root.get_int("clients", 1, 10'000'000));
+  s.num_clients = static_cast<std::size_t>(root.get_int("clients", 1, kMaxClients));
   s.clients_per_round = static_cast<std::size_t>(root.get_int("clients_per_round", 1, 10'000'000));
   if (s.clients_per_round > s.num_clients)
     root.fail("clients_per_round", "at most clients (" + std::to_string(s.num_clients) + ")",

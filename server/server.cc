@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <thread>
+#include <unordered_set>
 
 #include "core/base/blas_threads.h"
 #include "clients/optimizer.h"
@@ -17,12 +19,12 @@
 namespace fedsim {
 
 Server::Server(const Scenario& scenario) : scenario_(scenario) {
-  const auto data_source = DataSourceRegistry::instance().create(scenario.data.where("source"),
-                                                                 scenario.data.get_string("source", "fashion_mnist"),
-                                                                 scenario.data);
+  data_source_ = DataSourceRegistry::instance().create(scenario.data.where("source"),
+                                                      scenario.data.get_string("source", "fashion_mnist"), scenario.data);
+  procedural_ = data_source_->procedural();
   const auto partitioner = PartitionerRegistry::instance().create(
       scenario.partition.where("scheme"), scenario.partition.get_string("scheme", "iid"), scenario.partition);
-  data_ = data_source->load(scenario.seed);
+  data_ = data_source_->load(scenario.seed);
   const ModelInput input{data_.train.dim(), data_.train.num_classes};
   model_ = scenario.algorithm->make_model(ModelRegistry::instance().create(
       scenario.model.where("name"), scenario.model.get_string("name", "softmax_regression"), scenario.model, input));
@@ -49,32 +51,26 @@ Server::Server(const Scenario& scenario) : scenario_(scenario) {
   // Every key of the file has now been read by its owner: the rest are typos.
   scenario.root.finish();
 
-  if (data_.train.size() < scenario.num_clients)
-    throw InputError(scenario.file + ": clients: " + std::to_string(scenario.num_clients) +
-                     " clients but only " + std::to_string(data_.train.size()) + " training samples");
-  Rng partition_rng = Rng::derive(scenario.seed, Stream::kPartition);
-  std::vector<IndexView> views = partitioner->split(data_.train, scenario.num_clients, partition_rng);
-  // Client classes with a smaller data_weight hold proportionally less data:
-  // each client keeps the first ceil(size * w / w_max) samples of its share
-  // (at least one), so the heaviest class keeps its whole partition.
-  double max_weight = 0.0;
-  for (std::uint32_t i = 0; i < views.size(); ++i) max_weight = std::max(max_weight, population_->client(i).data_weight);
-  clients_.reserve(views.size());
-  for (std::uint32_t i = 0; i < views.size(); ++i) {
-    const double keep = std::ceil(double(views[i].size()) * population_->client(i).data_weight / max_weight);
-    views[i].resize(std::clamp<std::size_t>(static_cast<std::size_t>(keep), 1, views[i].size()));
-    clients_.emplace_back(i, std::move(views[i]), population_->client(i).precision, population_->client(i).attack);
+  if (!procedural_) {
+    if (data_.train.size() < scenario.num_clients)
+      throw InputError(scenario.file + ": clients: " + std::to_string(scenario.num_clients) +
+                       " clients but only " + std::to_string(data_.train.size()) + " training samples");
+    Rng partition_rng = Rng::derive(scenario.seed, Stream::kPartition);
+    views_ = partitioner->split(data_.train, scenario.num_clients, partition_rng);
+    // Client classes with a smaller data_weight hold proportionally less data:
+    // each client keeps the first ceil(size * w / w_max) samples of its share
+    // (at least one), so the heaviest class keeps its whole partition.
+    for (std::uint32_t i = 0; i < views_.size(); ++i) {
+      views_[i].resize(kept_samples(views_[i].size(), i));
+      views_[i].shrink_to_fit();
+    }
   }
-  states_.assign(clients_.size(), ClientState{});
 
   Rng init_rng = Rng::derive(scenario.seed, Stream::kModelInit);
   params_.set_size(model_->num_params());
   model_->init(params_, init_rng);
 
   codec_ = CodecSpec{scenario.uplink, scenario.downlink, params_.n_elem, model_->layers(), scenario.seed};
-  links_.reserve(clients_.size());
-  for (std::uint32_t i = 0; i < clients_.size(); ++i) links_.emplace_back(codec_, i);
-  memories_.resize(clients_.size());
   downlink_ = std::make_unique<BroadcastLink>(codec_);
 
   client_ctx_.model = model_.get();
@@ -100,9 +96,8 @@ void Server::check_attacks() {
   for (std::size_t k = 0; k < population_->num_classes(); ++k) {
     const ClientClass& cls = population_->client_class(k);
     if (cls.attack.empty()) continue;
-    const Attack* attack = nullptr;
-    for (std::uint32_t c = cls.first_client; c < cls.end_client && !attack; ++c) attack = population_->client(c).attack;
-    if (!attack) continue;  // fraction 0 (or a class too small): nobody attacks
+    if (cls.attackers == 0) continue;  // fraction 0 (or a class too small): nobody attacks
+    const Attack* attack = population_->class_attack(k);
     const std::string needs = attack->needs(client_ctx_.content);
     if (!needs.empty())
       throw InputError(cls.attack_where + ": attack '" + cls.attack + "' needs " + needs + ", found algorithm '" +
@@ -112,45 +107,106 @@ void Server::check_attacks() {
       throw InputError(cls.attack_where + ": attack '" + cls.attack +
                        "' needs a classification data set (labels to flip), found a regression data set");
   }
-  if (population_->any_label_flipping()) {
+  if (population_->any_label_flipping() && !procedural_) {
     flipped_train_ = std::make_unique<Dataset>(label_flipped(data_.train));
     client_ctx_.flipped_train = flipped_train_.get();
   }
 }
 
-std::vector<std::uint32_t> Server::available_clients(std::uint32_t availability_round, double t) const {
-  std::vector<std::uint32_t> out;
-  for (std::uint32_t c = 0; c < clients_.size(); ++c)
-    if (!states_[c].in_flight && states_[c].busy_until_s <= t && !ledger_->exhausted(c) &&
-        population_->is_online(c, availability_round, t))
-      out.push_back(c);
-  return out;
+std::size_t Server::kept_samples(std::size_t size, std::uint32_t client) const {
+  const double keep = std::ceil(double(size) * population_->client(client).data_weight / population_->max_data_weight());
+  return std::clamp<std::size_t>(static_cast<std::size_t>(keep), 1, size);
 }
 
-std::vector<std::uint32_t> Server::sample(std::vector<std::uint32_t> candidates, std::size_t k,
-                                          std::uint32_t sampling_round) const {
-  // Partial Fisher-Yates: k uniform draws without replacement.
+Participant& Server::participant(std::uint32_t client) {
+  if (client >= num_clients()) throw std::out_of_range("client " + std::to_string(client));
+  auto it = participants_.find(client);
+  if (it == participants_.end()) it = participants_.try_emplace(client, codec_, client).first;
+  return it->second;
+}
+
+const IndexView& Server::client_data(std::uint32_t client) const {
+  if (procedural_)
+    throw InputError(scenario_.file + ": data: source '" + scenario_.data.get_string("source", "") +
+                     "' generates each client's data when it is sampled; this needs a stored data set");
+  return views_.at(client);
+}
+
+Server::ClientJob Server::client_job(std::uint32_t c) const {
+  ClientJob job;
+  const ClientTraits t = population_->client(c);
+  job.ctx = client_ctx_;
+  IndexView view;
+  if (procedural_) {
+    job.data = std::make_unique<Dataset>(
+        data_source_->client_samples(scenario_.seed, c, kept_samples(data_source_->samples_per_client(), c)));
+    view.resize(job.data->size());
+    for (std::uint32_t i = 0; i < view.size(); ++i) view[i] = i;
+    job.ctx.train = job.data.get();
+    if (t.attack && t.attack->flips_labels()) {
+      job.flipped = std::make_unique<Dataset>(label_flipped(*job.data));
+      job.ctx.flipped_train = job.flipped.get();
+    }
+  } else {
+    view = views_.at(c);
+  }
+  job.client.emplace(c, std::move(view), t.precision, t.attack);
+  return job;
+}
+
+bool Server::is_available(std::uint32_t c, std::uint32_t availability_round, double t) const {
+  const auto it = participants_.find(c);
+  if (it != participants_.end() && (it->second.state.in_flight || it->second.state.busy_until_s > t)) return false;
+  return !ledger_->exhausted(c) && population_->is_online(c, availability_round, t);
+}
+
+std::vector<std::uint32_t> Server::sample_available(std::uint32_t availability_round, double t, std::size_t k,
+                                                    std::uint32_t sampling_round) const {
   Rng rng = Rng::derive(scenario_.seed, Stream::kSampling, {sampling_round});
-  k = std::min(k, candidates.size());
-  for (std::size_t i = 0; i < k; ++i) std::swap(candidates[i], candidates[i + rng.below(candidates.size() - i)]);
-  candidates.resize(k);
-  std::sort(candidates.begin(), candidates.end());
-  return candidates;
+  const std::size_t n = num_clients();
+  std::vector<std::uint32_t> chosen;
+  if (k == 0) return chosen;
+  const auto scan = [&](std::vector<std::uint32_t>& out, std::size_t want) {
+    // Partial Fisher-Yates over the available not chosen yet: want uniform draws without replacement.
+    std::vector<std::uint32_t> candidates;
+    for (std::uint32_t c = 0; c < n; ++c)
+      if (is_available(c, availability_round, t) && !std::binary_search(out.begin(), out.end(), c))
+        candidates.push_back(c);
+    want = std::min(want, candidates.size());
+    for (std::size_t i = 0; i < want; ++i) std::swap(candidates[i], candidates[i + rng.below(candidates.size() - i)]);
+    candidates.resize(want);
+    out.insert(out.end(), candidates.begin(), candidates.end());
+    std::sort(out.begin(), out.end());
+  };
+  if (n <= kScanFactor * k) {
+    scan(chosen, k);
+    return chosen;
+  }
+  // Rejection sampling: each kept id is uniform among the available not kept yet.
+  std::unordered_set<std::uint32_t> drawn;
+  const std::size_t max_draws = kMaxDrawsPerClient * k + kExtraDraws;
+  for (std::size_t d = 0; d < max_draws && chosen.size() < k; ++d) {
+    const auto c = static_cast<std::uint32_t>(rng.below(n));
+    if (!drawn.insert(c).second) continue;
+    if (is_available(c, availability_round, t)) chosen.push_back(c);
+  }
+  std::sort(chosen.begin(), chosen.end());
+  if (chosen.size() < k) scan(chosen, k - chosen.size());  // scarce availability: look at everyone
+  return chosen;
 }
 
 double Server::next_free_s(double t) const {
+  // Only clients that took part can be busy.
   double next = std::numeric_limits<double>::infinity();
-  for (std::uint32_t c = 0; c < clients_.size(); ++c)
-    if (!ledger_->exhausted(c) && states_[c].busy_until_s > t) next = std::min(next, states_[c].busy_until_s);
+  for (const auto& [c, p] : participants_)
+    if (!ledger_->exhausted(c) && p.state.busy_until_s > t) next = std::min(next, p.state.busy_until_s);
   return next;
 }
 
 bool Server::may_return() const {
-  for (std::uint32_t c = 0; c < clients_.size(); ++c) {
-    const Availability& a = population_->client(c).availability;
-    if (!ledger_->exhausted(c) && !(a.kind == Availability::Kind::kProbability && a.online_probability <= 0.0) &&
-        !(a.kind == Availability::Kind::kPeriodic && a.on_fraction <= 0.0) &&
-        !(a.kind == Availability::Kind::kWhileCharging && population_->client(c).charging.plugged_fraction <= 0.0))
+  for (std::size_t k = 0; k < population_->num_classes(); ++k) {
+    const ClientClass& cls = population_->client_class(k);
+    if (population_->class_may_be_online(k) && cls.end_client - cls.first_client > ledger_->num_exhausted_in_class(k))
       return true;
   }
   return false;
@@ -219,26 +275,33 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
   // statistics of their honest messages (their side channel), they send.
   std::vector<LocalRound> held(flights.size());
   std::vector<std::size_t> colluders;
-  for (std::size_t i = 0; i < flights.size(); ++i)
-    if (clients_[flights[i].client].colludes()) colluders.push_back(i);
+  std::vector<Participant*> parts(flights.size());  // created here, on the loop's thread
+  std::vector<char> colludes(flights.size(), 0);
+  for (std::size_t i = 0; i < flights.size(); ++i) {
+    parts[i] = &participant(flights[i].client);
+    const Attack* attack = population_->client(flights[i].client).attack;
+    colludes[i] = attack && attack->colludes();
+    if (colludes[i]) colluders.push_back(i);
+  }
   try {
     pool_->run(
         flights.size(),
         [&](std::size_t i) {
           Flight& f = flights[i];
-          const SimClient& client = clients_[f.client];
-          if (client.colludes()) {
-            held[i] = client.train(client_ctx_, f.round, model.model, memories_[f.client]);
+          const ClientJob job = client_job(f.client);
+          const SimClient& client = *job.client;
+          if (colludes[i]) {
+            held[i] = client.train(job.ctx, f.round, model.model, parts[i]->memory);
             f.macs = held[i].macs;
             return;
           }
           ClientRoundResult r =
-              client.run_round(client_ctx_, f.round, version, model.model, links_[f.client], memories_[f.client]);
+              client.run_round(job.ctx, f.round, version, model.model, parts[i]->link, parts[i]->memory);
           f.update = std::move(r.update_bytes);
           f.macs = r.macs;
         },
         [&](std::size_t i, double wall_s) {
-          if (clients_[flights[i].client].colludes()) model_math_s_ += wall_s;
+          if (colludes[i]) model_math_s_ += wall_s;
           else sent(i, wall_s);
         });
     if (!colluders.empty()) {
@@ -250,8 +313,9 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
             colluders.size(),
             [&](std::size_t j) {
               Flight& f = flights[colluders[j]];
-              ClientRoundResult r = clients_[f.client].send(client_ctx_, f.round, version,
-                                                            std::move(held[colluders[j]]), &stats, links_[f.client]);
+              const ClientJob job = client_job(f.client);
+              ClientRoundResult r = job.client->send(job.ctx, f.round, version, std::move(held[colluders[j]]), &stats,
+                                                     parts[colluders[j]]->link);
               f.update = std::move(r.update_bytes);
             },
             [&](std::size_t j, double wall_s) { sent(colluders[j], wall_s); });
@@ -271,13 +335,13 @@ std::optional<ReceivedUpdate> Server::receive(const Flight& flight, RoundMetrics
   if (flight.cost.lost_up) {
     ++m.dropped_network;
     try {
-      links_.at(flight.client).receive_update(flight.update);
+      link(flight.client).receive_update(flight.update);
     } catch (const DecodeError&) {
     }
     return std::nullopt;
   }
   try {
-    ReceivedUpdate r = links_.at(flight.client).receive_update(flight.update);
+    ReceivedUpdate r = link(flight.client).receive_update(flight.update);
     if (r.header.round != flight.round)
       throw DecodeError("UpdateUp for round " + std::to_string(r.header.round) + ", dispatched in round " +
                         std::to_string(flight.round));
@@ -381,13 +445,14 @@ void Server::save(StateWriter& out) const {
   out.put(version_);
   out.put(server_j_);
   clock_.save(out);
-  out.put<std::uint64_t>(states_.size());
-  for (const ClientState& c : states_) out.put(c.busy_until_s), out.put(c.in_flight);
-  for (const CodecLink& link : links_) link.save(out);
-  for (const ClientMemory& memory : memories_) {
-    out.put(memory.optimizer != nullptr);
-    if (memory.optimizer) memory.optimizer->save(out);
-    out.vec(memory.last_model);
+  out.put<std::uint64_t>(participants_.size());
+  for (const auto& [client, p] : participants_) {
+    out.put(client);
+    out.put(p.state.busy_until_s), out.put(p.state.in_flight);
+    p.link.save(out);
+    out.put(p.memory.optimizer != nullptr);
+    if (p.memory.optimizer) p.memory.optimizer->save(out);
+    out.vec(p.memory.last_model);
   }
   out.put(server_optimizer_ != nullptr);
   if (server_optimizer_) server_optimizer_->save(out);
@@ -408,19 +473,25 @@ void Server::restore(StateReader& in) {
   version_ = in.get<std::uint64_t>();
   server_j_ = in.get<double>();
   clock_.restore(in);
-  if (in.count(states_.size(), 0) != states_.size()) throw DecodeError("the checkpoint holds another number of clients");
-  for (ClientState& c : states_) c.busy_until_s = in.get<double>(), c.in_flight = in.get<bool>();
-  for (CodecLink& link : links_) link.restore(in);
-  for (ClientMemory& memory : memories_) {
-    memory.optimizer.reset();
+  participants_.clear();
+  std::int64_t last = -1;
+  for (std::size_t k = in.count(num_clients(), 4); k > 0; --k) {
+    const auto client = in.get<std::uint32_t>();
+    if (client >= num_clients() || static_cast<std::int64_t>(client) <= last)
+      throw DecodeError("participant " + std::to_string(client) + " out of order or not registered");
+    last = client;
+    Participant& p = participant(client);
+    p.state.busy_until_s = in.get<double>();
+    p.state.in_flight = in.get<bool>();
+    p.link.restore(in);
     if (in.get<bool>()) {
       if (!client_optimizer_) throw DecodeError("client optimizer state for a scenario without client_optimizer");
-      memory.optimizer = client_optimizer_->fresh();
-      memory.optimizer->restore(in);
+      p.memory.optimizer = client_optimizer_->fresh();
+      p.memory.optimizer->restore(in);
     }
-    memory.last_model = in.col<float>();
-    if (memory.last_model.n_elem != 0 && memory.last_model.n_elem != params_.n_elem)
-      throw DecodeError("a client's last model has " + std::to_string(memory.last_model.n_elem) + " values");
+    p.memory.last_model = in.col<float>();
+    if (p.memory.last_model.n_elem != 0 && p.memory.last_model.n_elem != params_.n_elem)
+      throw DecodeError("a client's last model has " + std::to_string(p.memory.last_model.n_elem) + " values");
   }
   if (in.get<bool>() != (server_optimizer_ != nullptr))
     throw DecodeError("server optimizer state that does not match the scenario's server_optimizer");

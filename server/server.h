@@ -13,6 +13,7 @@
 #include <armadillo>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +48,9 @@ struct RunSummary {
   double wall_s = 0.0;
   double model_math_s = 0.0;  // wall time inside local training + evaluation (summed over threads)
   std::size_t clients_exhausted = 0;
+  // Clients that took part (each holds a Participant and ledger entry; the
+  // rest hold nothing, server/client_state.h).
+  std::size_t clients_participated = 0;
 };
 
 // One client's round as the network and device models saw it.
@@ -94,6 +98,16 @@ struct Accepted {
   double weight = 1.0;
 };
 
+// Everything the server keeps for a client once it has taken part
+// (server/client_state.h): its bookkeeping, its codec link (both ends' stage
+// state) and its local memory. Created by the client's first dispatch.
+struct Participant {
+  Participant(const CodecSpec& spec, std::uint32_t id) : link(spec, id) {}
+  ClientState state;
+  CodecLink link;
+  ClientMemory memory;
+};
+
 // Contract: used from the event loop's thread only (the client pool calls
 // back on it). Deterministic in the scenario and seed.
 class Server {
@@ -107,20 +121,32 @@ class Server {
   VirtualClock& clock() { return clock_; }
   double now_s() const { return clock_.now_s(); }
   std::uint64_t version() const { return version_; }
-  std::size_t num_clients() const { return clients_.size(); }
+  std::size_t num_clients() const { return scenario_.num_clients; }
   std::size_t num_params() const { return params_.n_elem; }
 
-  // Clients free at time t (not in flight, not busy, battery left) and online
-  // in `availability_round`, by id. O(num_clients).
-  std::vector<std::uint32_t> available_clients(std::uint32_t availability_round, double t) const;
-  // k of `candidates` uniformly (Rng stream kSampling, {sampling_round}), by id.
-  std::vector<std::uint32_t> sample(std::vector<std::uint32_t> candidates, std::size_t k,
-                                    std::uint32_t sampling_round) const;
-  // The earliest time a busy client with battery left becomes free; +inf if none.
+  // Whether `client` is free at time t (not in flight, not busy, battery
+  // left) and online in `availability_round`.
+  bool is_available(std::uint32_t client, std::uint32_t availability_round, double t) const;
+  // k clients drawn uniformly without replacement among those available
+  // (is_available) at t, by id; all of them when fewer than k are. Randomness:
+  // Rng stream kSampling, {sampling_round}. Cost O(k), not O(num_clients),
+  // when num_clients > kScanFactor k: ids are drawn uniformly and the
+  // unavailable or already drawn rejected, at most kMaxDrawsPerClient k +
+  // kExtraDraws draws; only if those run out (availability is scarce) are all
+  // clients scanned for the rest. With num_clients <= kScanFactor k they are
+  // scanned at once (a partial Fisher-Yates shuffle of the available).
+  std::vector<std::uint32_t> sample_available(std::uint32_t availability_round, double t, std::size_t k,
+                                              std::uint32_t sampling_round) const;
+  static constexpr std::size_t kScanFactor = 4;
+  static constexpr std::size_t kMaxDrawsPerClient = 16;
+  static constexpr std::size_t kExtraDraws = 64;
+  // The earliest time a busy client with battery left becomes free; +inf if
+  // none. O(clients that took part).
   double next_free_s(double t) const;
-  // Whether any client with battery left can ever be online again.
+  // Whether any client with battery left can ever be online again. O(classes).
   bool may_return() const;
-  ClientState& state(std::uint32_t client) { return states_.at(client); }
+  // Its bookkeeping (created with its Participant entry on first use).
+  ClientState& state(std::uint32_t client) { return participant(client).state; }
   std::size_t num_exhausted() const { return ledger_->num_exhausted(); }
 
   // Encodes the model for `round` and decodes it as the clients will.
@@ -159,8 +185,12 @@ class Server {
   // device models' account of a node's iteration, and the model that rounds
   // report (the nodes' average).
   const Model& model() const { return *model_; }
-  const IndexView& client_data(std::uint32_t client) const { return clients_.at(client).data(); }
-  CodecLink& link(std::uint32_t client) { return links_.at(client); }
+  // Its partition share (data sets loaded whole; a procedural source has none:
+  // InputError naming the scenario).
+  const IndexView& client_data(std::uint32_t client) const;
+  CodecLink& link(std::uint32_t client) { return participant(client).link; }
+  // Whether client data is generated per client when sampled (DataSource::procedural).
+  bool procedural_data() const { return procedural_; }
   RoundCost cost_of(std::uint32_t client, const RoundWork& work);
   void set_model(const arma::fvec& params) { params_ = params; }
 
@@ -182,8 +212,24 @@ class Server {
   const arma::fvec& model_params() const { return params_; }
   const DataSplit& data() const { return data_; }
   const std::vector<ArrivalRecord>& trace() const { return trace_; }
+  // The per-client state of every client that took part so far, by id (the
+  // ledger's figures: ledger().charged_clients()).
+  const std::map<std::uint32_t, Participant>& participants() const { return participants_; }
 
  private:
+  // A client's local round's inputs: the client (its data view, precision,
+  // attack) and a context whose training set holds its data. Built on a
+  // pool thread from const state (procedural data is generated here).
+  struct ClientJob {
+    std::optional<SimClient> client;
+    std::unique_ptr<Dataset> data;     // procedural data, else null
+    std::unique_ptr<Dataset> flipped;  // its label-flipped copy for a label-flipping attacker
+    ClientContext ctx;
+  };
+  ClientJob client_job(std::uint32_t client) const;
+  // The number of samples client c keeps: ceil(size * w / w_max), at least one.
+  std::size_t kept_samples(std::size_t size, std::uint32_t client) const;
+  Participant& participant(std::uint32_t client);
   void build_clients();
   // Checks every class's attack against the algorithm and the data; builds
   // the label-flipped training set when an attack needs it.
@@ -198,11 +244,11 @@ class Server {
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<Population> population_;
   std::unique_ptr<EnergyLedger> ledger_;
-  std::vector<SimClient> clients_;
-  std::vector<ClientState> states_;
+  std::unique_ptr<DataSource> data_source_;
+  bool procedural_ = false;
+  std::vector<IndexView> views_;  // each client's partition share (empty with procedural data)
   CodecSpec codec_;
-  std::vector<CodecLink> links_;
-  std::vector<ClientMemory> memories_;  // each client's optimizer state, last model (clients/client.h)
+  std::map<std::uint32_t, Participant> participants_;
   std::unique_ptr<Optimizer> server_optimizer_;  // null: sgd, the aggregator's own step
   std::unique_ptr<Optimizer> client_optimizer_;  // prototype; null: plain SGD
   std::unique_ptr<BroadcastLink> downlink_;

@@ -28,6 +28,7 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
   summary.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   summary.model_math_s = server_->model_math_s();
   summary.clients_exhausted = server_->ledger().num_exhausted();
+  summary.clients_participated = server_->participants().size();
   return summary;
 }
 

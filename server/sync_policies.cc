@@ -60,7 +60,7 @@ class SyncPolicy : public RoundPolicy {
         begin(s);
         break;
       case kDispatch:
-        dispatch(s, s.available_clients(current_, s.now_s()));
+        dispatch(s, s.sample_available(current_, s.now_s(), sample_size(per_round_), current_));
         break;
       case kDeadline:
         // A round that closed with every update in may be gone already.
@@ -186,8 +186,8 @@ class SyncPolicy : public RoundPolicy {
   void begin(Server& s) {
     SyncRound& r = rounds_open_.at(current_);
     r.start_s = s.now_s();
-    std::vector<std::uint32_t> candidates = s.available_clients(r.number, r.start_s);
-    if (candidates.empty()) {
+    std::vector<std::uint32_t> sampled = s.sample_available(r.number, r.start_s, sample_size(per_round_), r.number);
+    if (sampled.empty()) {
       // Every client left may still be finishing an earlier round: wait for
       // the first of them rather than run empty rounds that take no time.
       const double next_free = s.next_free_s(r.start_s);
@@ -196,17 +196,16 @@ class SyncPolicy : public RoundPolicy {
         return;
       }
     }
-    dispatch(s, std::move(candidates));
+    dispatch(s, sampled);
   }
 
-  // `candidates`: the clients free and online now.
-  void dispatch(Server& s, std::vector<std::uint32_t> candidates) {
+  // `sampled`: clients free and online now, drawn for this round.
+  void dispatch(Server& s, const std::vector<std::uint32_t>& sampled) {
     SyncRound& r = rounds_open_.at(current_);
     r.t0 = s.now_s();
     r.open = true;
     r.m.round = r.number;
     r.exhausted_before = s.num_exhausted();
-    const std::vector<std::uint32_t> sampled = s.sample(std::move(candidates), sample_size(per_round_), r.number);
     const Broadcast model = s.broadcast(r.number);
     // A downlink with memory is a broadcast every client with battery left receives.
     const bool plain = s.scenario().downlink.is_plain_float32();

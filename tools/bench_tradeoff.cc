@@ -129,6 +129,9 @@ Source updates(const std::string& file, const TradeoffSettings& s) {
       DataSourceRegistry::instance().create(sc.data.where("source"), sc.data.get_string("source", "fashion_mnist"), sc.data);
   const auto partitioner = PartitionerRegistry::instance().create(sc.partition.where("scheme"),
                                                                   sc.partition.get_string("scheme", "iid"), sc.partition);
+  if (data_source->procedural())
+    throw InputError(sc.data.where("source") + ": expected a stored data set for --source updates:SCENARIO, found "
+                     "procedural source '" + sc.data.get_string("source", "") + "'");
   const DataSplit data = data_source->load(sc.seed);
   const ModelInput input{data.train.dim(), data.train.num_classes};
   const auto model = sc.algorithm->make_model(ModelRegistry::instance().create(

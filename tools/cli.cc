@@ -38,6 +38,7 @@
 #include "tools/bench_kernels.h"
 #include "tools/calibrate.h"
 #include "tools/bench_models.h"
+#include "tools/bench_scale.h"
 #include "tools/bench_server.h"
 #include "tools/bench_tradeoff.h"
 #include "tools/process.h"
@@ -148,6 +149,7 @@ void print_summary(std::ostream& out, const Scenario& sc, const Simulation& sim,
       << fixed(s.sim_time_s, 1) << " s, uplink " << human_bytes(double(s.bytes_up)) << ", downlink "
       << human_bytes(double(s.bytes_down)) << ", energy " << fixed(s.energy_j, 1) << " J";
   if (s.clients_exhausted) out << ", " << s.clients_exhausted << " clients out of battery";
+  out << "\n" << s.clients_participated << " of " << sc.num_clients << " registered clients took part";
   out << "\nwall time " << fixed(s.wall_s, 1) << " s, model math "
       << fixed(s.wall_s > 0 ? 100.0 * s.model_math_s / s.wall_s : 0.0, 0) << "% of it (summed over threads)\n";
 }
@@ -384,6 +386,16 @@ int cli_main(int argc, char** argv) {
   server->add_option("--clients", server_settings.clients, "registered clients")->check(CLI::Range(1ull, 1ull << 40));
   server->add_option("--per-round", server_settings.per_round, "clients per round")->check(CLI::Range(1ull, 1ull << 40));
   server->add_option("--rounds", server_settings.rounds, "rounds")->check(CLI::Range(1ull, 1ull << 40));
+  ScaleBenchSettings scale_settings;
+  CLI::App* scale = bench->add_subcommand(
+      "scale", "resident memory per registered client and round time at 10^4 .. 10^8 registered clients, the "
+               "same clients per round");
+  scale->add_option("--clients", scale_settings.clients, "registered clients, one run each (default 1e4 1e5 1e6 1e7 1e8)")
+      ->check(CLI::Range(1ull, 4294967295ull));
+  scale->add_option("--per-round", scale_settings.per_round, "clients per round (default 1000)")
+      ->check(CLI::Range(1ull, 10'000'000ull));
+  scale->add_option("--rounds", scale_settings.rounds, "rounds per run (default 5)")->check(CLI::Range(1ull, 1ull << 20));
+  scale->add_option("--threads", scale_settings.threads, "client threads (default 1)")->check(CLI::Range(1ull, 1024ull));
   ModelBenchSettings model_settings;
   CLI::App* models = bench->add_subcommand(
       "models", "local-training samples per second of the MLPs and (with LibTorch) the CNNs, T threads at once");
@@ -467,6 +479,13 @@ int cli_main(int argc, char** argv) {
     if (*models) return run_model_bench(std::cout, model_settings);
     if (*kernels) return run_kernel_bench(std::cout, kernel_settings);
     if (*calibrate) return run_calibrate(std::cout, calibrate_settings);
+    if (*scale) {
+      for (std::size_t n : scale_settings.clients)
+        if (scale_settings.per_round > n)
+          throw InputError("--per-round: expected at most the smallest --clients (" + std::to_string(n) + "), found " +
+                           std::to_string(scale_settings.per_round));
+      return run_scale_bench(std::cout, scale_settings);
+    }
     return kInternal;
   } catch (const InputError& e) {
     std::cerr << "fedsim: error: " << e.what() << "\n";
