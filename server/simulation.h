@@ -22,8 +22,10 @@ namespace fedsim {
 
 class Simulation {
  public:
-  // Builds everything the scenario describes. Throws InputError.
+  // Builds everything the scenario describes. Throws InputError. Keeps a
+  // reference: `scenario` must outlive the simulation (a temporary is refused).
   explicit Simulation(const Scenario& scenario);
+  explicit Simulation(Scenario&&) = delete;
   ~Simulation();
 
   // Runs all rounds (or, after restore(), the rounds left). `on_round`

@@ -20,15 +20,6 @@ constexpr float kLearningRate = 1e-4f;
 
 int bits_index(int bits) { return bits == 8 ? 0 : bits == 4 ? 1 : 2; }
 
-const char* isa_label(simd::Isa isa) {
-  switch (isa) {
-    case simd::Isa::kAvx512: return "avx512";
-    case simd::Isa::kAvx2: return "avx2";
-    case simd::Isa::kBaseline: break;
-  }
-  return "baseline";
-}
-
 // One epoch; returns a value that depends on the result (kept alive).
 double epoch(const KernelBenchData& data, Precision precision, simd::Isa isa, std::vector<float>& w, float& b,
              std::vector<float>& grad, Rng& rng, packed::PackedVector& pw, std::vector<std::uint8_t>& scratch) {
@@ -144,7 +135,7 @@ int run_kernel_bench(std::ostream& out, const KernelBenchSettings& settings) {
       << " samples x " << data.dim << " features ("
       << (data.fashion_mnist ? "Fashion-MNIST" : "uniform [0, 1]: Fashion-MNIST not installed")
       << "); below fp32 ZipML double sampling on packed samples; best of 3 runs of " << settings.seconds / 3
-      << " s per row, interleaved; CPU: " << isa_label(simd::cpu_isa()) << "\n";
+      << " s per row, interleaved; CPU: " << simd::isa_name(simd::cpu_isa()) << "\n";
   out << std::left << std::setw(10) << "path" << std::setw(11) << "precision" << std::right << std::setw(14)
       << "MB / epoch" << std::setw(10) << "vs fp32" << std::setw(14) << "samples/s" << std::setw(10) << "vs fp32"
       << std::setw(14) << "GMAC/s" << "\n";
@@ -164,7 +155,7 @@ int run_kernel_bench(std::ostream& out, const KernelBenchSettings& settings) {
     const EpochMeasurement fp32 = best[0];
     for (Precision p : kAllPrecisions) {
       const EpochMeasurement& m = best[static_cast<std::size_t>(p)];
-      out << std::left << std::setw(10) << isa_label(isa) << std::setw(11) << precision_name(p) << std::right
+      out << std::left << std::setw(10) << simd::isa_name(isa) << std::setw(11) << precision_name(p) << std::right
           << std::fixed << std::setprecision(2) << std::setw(14) << m.bytes_per_epoch / 1e6 << std::setw(9)
           << fp32.bytes_per_epoch / m.bytes_per_epoch << "x" << std::setprecision(0) << std::setw(14)
           << m.samples_per_s << std::setprecision(2) << std::setw(9) << m.samples_per_s / fp32.samples_per_s << "x"

@@ -49,8 +49,9 @@ int run_scale_bench(std::ostream& out, const ScaleBenchSettings& settings) {
   {
     // Warm-up: one-time costs of the process (OpenBLAS's buffers, the
     // allocator's arenas) are paid here, not by the first row.
-    Simulation warm(parse_scenario(scale_scenario(settings.per_round, settings.per_round, 1, settings.threads),
-                                   "bench-scale.yaml"));
+    const Scenario warm_scenario =
+        parse_scenario(scale_scenario(settings.per_round, settings.per_round, 1, settings.threads), "bench-scale.yaml");
+    Simulation warm(warm_scenario);
     warm.run();
   }
   double first_round_ms = 0.0;

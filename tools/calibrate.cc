@@ -51,15 +51,6 @@ std::string host_cpu() {
   return "unknown CPU";
 }
 
-const char* isa_label(simd::Isa isa) {
-  switch (isa) {
-    case simd::Isa::kAvx512: return "avx512";
-    case simd::Isa::kAvx2: return "avx2";
-    case simd::Isa::kBaseline: break;
-  }
-  return "baseline";
-}
-
 std::string number(double x) {
   std::ostringstream s;
   s << std::setprecision(4) << x;
@@ -134,7 +125,7 @@ int run_calibrate(std::ostream& out, const CalibrateSettings& settings) {
   char when[64];
   std::strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   std::ostringstream yaml;
-  yaml << "# fedsim calibrate, " << when << ": " << host_cpu() << ", kernels on the " << isa_label(isa)
+  yaml << "# fedsim calibrate, " << when << ": " << host_cpu() << ", kernels on the " << simd::isa_name(isa)
        << " path, one thread.\n"
        << "# macs_per_s: multiply-adds per second of least-squares SGD epochs on the packed kernels\n"
        << "# (" << data.n << " x " << data.dim << (data.fashion_mnist ? " Fashion-MNIST" : " uniform [0, 1]")

@@ -148,6 +148,7 @@ SweepCounts execute_jobs(const std::vector<RunJob>& jobs, const SweepOptions& op
     const fs::path work = tmp / job.id;
     if (code == 0) {
       fs::remove(work / "checkpoint.bin");  // of no use once the run is done
+      fs::remove(work / "checkpoint.tmp");  // left by a run killed while writing one
       fs::rename(work, runs / job.id);  // publishes the run: one atomic step
       ++counts.executed;
       log_line("done " + job.id);

@@ -114,6 +114,16 @@ inline Isa best_isa() {
   return isa;
 }
 
+// "avx512", "avx2" or "baseline" (as FEDSIM_SIMD spells them).
+inline const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kBaseline: break;
+  }
+  return "baseline";
+}
+
 // The variant for `isa`, or for the widest narrower one this CPU runs when
 // it lacks `isa`. Kernels call it once: `static const auto kernel =
 // simd::pick(simd::best_isa(), f_avx512, f_avx2, f_baseline);`.

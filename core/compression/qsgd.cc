@@ -11,6 +11,7 @@
 #include "core/coding/bit_io.h"
 #include "core/base/lane_rng.h"
 #include "core/base/simd.h"
+#include "core/compression/lane_kernels.h"
 #include "core/compression/vector_norms.h"
 
 namespace fedsim {
@@ -205,29 +206,6 @@ void quantize_block(QuantizeKernel kernel, int pack_width, const BlockParams& p,
 void append_words(BitWriter& w, const std::uint64_t* words, std::size_t full, std::uint64_t acc, int filled) {
   w.write_stream(reinterpret_cast<const std::uint8_t*>(words), 64 * static_cast<std::uint64_t>(full));
   w.write(acc, filled);
-}
-
-// Fixed coding at a width other than 2, 4 or 8: the codes go through local
-// words (see code_entries for why) and then to `w` at once.
-[[gnu::noinline]] void pack_codes(BitWriter& w, const std::uint32_t* codes, std::size_t m, int width) {
-  constexpr int kMaxWidth = 26;
-  static_assert(std::bit_width(2 * kMaxLevels) == kMaxWidth);
-  std::uint64_t words[kBlock * kMaxWidth / 64 + 1] = {};  // initialised only to keep -Wmaybe-uninitialized quiet
-  std::size_t full = 0;
-  std::uint64_t acc = 0;
-  int filled = 0;  // < 64
-  for (std::size_t k = 0; k < m; ++k) {
-    const std::uint64_t bits = codes[k];
-    const int before = filled;
-    acc |= bits << before;
-    filled += width;
-    if (filled >= 64) {
-      words[full++] = acc;
-      filled -= 64;
-      acc = (bits >> 1) >> (63 - before);
-    }
-  }
-  append_words(w, words, full, acc, filled);
 }
 
 // Elias coding of one block's non-zeros: omega(gap), sign bit, omega(level)
@@ -433,7 +411,7 @@ void Qsgd::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<floa
       if (pack_width != 0) {
         w.write_stream(packed_.data(), static_cast<std::uint64_t>(m) * static_cast<std::uint64_t>(pack_width));
       } else if (coding_ == Coding::kFixed) {
-        pack_codes(w, codes, m, width);
+        write_codes(w, codes, m, width);  // fixed coding at a width other than 2, 4 or 8
       } else {
         // Elias coding needs the bucket's non-zero count first: code the
         // entries apart and append them once the bucket is done.

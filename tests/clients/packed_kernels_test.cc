@@ -31,15 +31,6 @@ constexpr std::size_t kSizes[] = {1, 7, 15, 16, 17, 31, 33, 100, 785, 4099};
 constexpr int kBits[] = {2, 4, 8};
 constexpr double kU = 0x1.0p-24;  // float unit roundoff
 
-const char* isa_name(simd::Isa isa) {
-  switch (isa) {
-    case simd::Isa::kAvx512: return "avx512";
-    case simd::Isa::kAvx2: return "avx2";
-    case simd::Isa::kBaseline: break;
-  }
-  return "baseline";
-}
-
 std::vector<std::uint8_t> random_codes(Rng& rng, std::size_t n, int bits) {
   std::vector<std::uint8_t> codes(n);
   for (auto& c : codes) c = static_cast<std::uint8_t>(rng.below(1u << bits));
@@ -51,7 +42,7 @@ void check_path(simd::Isa isa) {
   Rng rng(42);
   for (int bits : kBits) {
     for (std::size_t n : kSizes) {
-      SCOPED_TRACE(std::string(isa_name(isa)) + " bits=" + std::to_string(bits) + " n=" + std::to_string(n));
+      SCOPED_TRACE(std::string(simd::isa_name(isa)) + " bits=" + std::to_string(bits) + " n=" + std::to_string(n));
       std::vector<std::uint8_t> ka = random_codes(rng, n, bits), kb = random_codes(rng, n, bits);
       if (n == 785) std::fill(ka.begin(), ka.end(), static_cast<std::uint8_t>((1u << bits) - 1u));  // all maximal
       std::vector<std::uint8_t> pa, pb;

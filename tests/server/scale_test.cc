@@ -37,7 +37,8 @@ TEST(Scale, IdleClientsCostAtMost64BytesEach) {
   constexpr std::size_t kClients = 1'000'000;
   {
     // One-time costs of the process (OpenBLAS's buffers, allocator arenas) first.
-    Simulation warm(parse_scenario(scale_scenario(100, 100, 1, 1), "warm.yaml"));
+    const Scenario warm_scenario = parse_scenario(scale_scenario(100, 100, 1, 1), "warm.yaml");
+    Simulation warm(warm_scenario);
     warm.run();
   }
   malloc_trim(0);
@@ -168,7 +169,8 @@ TEST(Scale, TraitsDerivedOnDemandAreStable) {
 TEST(Scale, ThreadsDoNotChangeMetrics) {
   std::vector<RunSummary> runs;
   for (std::size_t threads : {1, 2}) {
-    Simulation sim(parse_scenario(scale_scenario(5000, 40, 3, threads), "scale.yaml"));
+    const Scenario sc = parse_scenario(scale_scenario(5000, 40, 3, threads), "scale.yaml");
+    Simulation sim(sc);
     runs.push_back(sim.run());
   }
   ASSERT_EQ(runs[0].rounds.size(), runs[1].rounds.size());

@@ -36,15 +36,6 @@ namespace {
 
 constexpr simd::Isa kIsas[] = {simd::Isa::kBaseline, simd::Isa::kAvx2, simd::Isa::kAvx512};
 
-const char* isa_name(simd::Isa isa) {
-  switch (isa) {
-    case simd::Isa::kAvx512: return "avx512";
-    case simd::Isa::kAvx2: return "avx2";
-    case simd::Isa::kBaseline: break;
-  }
-  return "baseline";
-}
-
 // Gaussian coordinates times a random power of two, so that the sums cover
 // many exponents; some exact zeros and negative zeros.
 std::vector<float> random_vector(Rng& rng, std::size_t n) {
@@ -66,7 +57,7 @@ std::uint64_t fnv1a(std::uint64_t h, const void* data, std::size_t size) {
 }
 
 TEST(Simd, ReportsThePathInUse) {
-  std::printf("cpu_isa=%s best_isa=%s\n", isa_name(simd::cpu_isa()), isa_name(simd::best_isa()));
+  std::printf("cpu_isa=%s best_isa=%s\n", simd::isa_name(simd::cpu_isa()), simd::isa_name(simd::best_isa()));
   EXPECT_LE(simd::best_isa(), simd::cpu_isa());
   EXPECT_LE(simd::pick(simd::Isa::kAvx512, 2, 1, 0), static_cast<int>(simd::cpu_isa()));
 }
@@ -82,9 +73,9 @@ TEST(Simd, NormsAreTheSameOnEveryPath) {
     const float max = max_abs(v.data(), n, simd::Isa::kBaseline);
     for (simd::Isa isa : kIsas) {
       EXPECT_EQ(std::bit_cast<std::uint64_t>(l2_norm(v.data(), n, isa)), std::bit_cast<std::uint64_t>(l2))
-          << "n=" << n << " " << isa_name(isa);
+          << "n=" << n << " " << simd::isa_name(isa);
       EXPECT_EQ(std::bit_cast<std::uint32_t>(max_abs(v.data(), n, isa)), std::bit_cast<std::uint32_t>(max))
-          << "n=" << n << " " << isa_name(isa);
+          << "n=" << n << " " << simd::isa_name(isa);
     }
     EXPECT_EQ(std::bit_cast<std::uint64_t>(l2_norm(v.data(), n)), std::bit_cast<std::uint64_t>(l2));
     EXPECT_EQ(std::bit_cast<std::uint32_t>(max_abs(v.data(), n)), std::bit_cast<std::uint32_t>(max));
@@ -114,7 +105,7 @@ TEST(Simd, LaneRngIsTheSameOnEveryPath) {
     base.fill(expected.data(), steps);
     for (std::size_t k = 0; k < std::size(kIsas); ++k) {
       others[k].fill(got.data(), steps, kIsas[k]);
-      EXPECT_EQ(got, expected) << isa_name(kIsas[k]) << " steps=" << steps;
+      EXPECT_EQ(got, expected) << simd::isa_name(kIsas[k]) << " steps=" << steps;
     }
   }
 }
@@ -172,7 +163,7 @@ TEST(Simd, QuantizersGiveTheRecordedBytesOnEveryPath) {
   };
   for (const Case& c : cases) {
     const std::uint64_t digest = c.run();
-    EXPECT_EQ(digest, c.digest) << c.name << " on the " << isa_name(simd::best_isa()) << " path: digest 0x"
+    EXPECT_EQ(digest, c.digest) << c.name << " on the " << simd::isa_name(simd::best_isa()) << " path: digest 0x"
                                 << std::hex << digest;
   }
 }
@@ -201,10 +192,10 @@ TEST(Simd, SignBitStreamsAreTheReferenceOnEveryPath) {
       for (simd::Isa isa : kIsas) {
         std::vector<std::uint8_t> packed((n + 7) / 8, 0xAB);
         pack_top_bits(words.data(), n, packed.data(), isa);
-        EXPECT_EQ(packed, expected) << "n=" << n << " " << isa_name(isa);
+        EXPECT_EQ(packed, expected) << "n=" << n << " " << simd::isa_name(isa);
         std::vector<float> floats(n);
         expand_sign_bits(expected.data(), n, 0.75f, invert, floats.data(), isa);
-        EXPECT_EQ(floats, expected_floats) << "n=" << n << " " << isa_name(isa);
+        EXPECT_EQ(floats, expected_floats) << "n=" << n << " " << simd::isa_name(isa);
       }
     }
   }
@@ -266,7 +257,7 @@ TEST(Simd, LogisticIsWithinItsStatedAccuracyOnEveryPath) {
     for (std::size_t m : {n, std::size_t{13}, std::size_t{1}}) {
       std::vector<float> got(m);
       logistic(z.data(), m, got.data(), isa);
-      EXPECT_EQ(0, std::memcmp(got.data(), expected.data(), m * sizeof(float))) << isa_name(isa) << " n=" << m;
+      EXPECT_EQ(0, std::memcmp(got.data(), expected.data(), m * sizeof(float))) << simd::isa_name(isa) << " n=" << m;
     }
   }
 }
@@ -420,7 +411,9 @@ TEST(Simd, SignAndFedVoteAreTheirScalarDefinitions) {
       Bytes votes;
       vote.encode(h, rng, votes, rec);
       vote.decode(votes, decoded);
-      EXPECT_EQ(0, std::memcmp(rec.data(), decoded.data(), n * sizeof(float)));
+      if (n > 0) {
+        EXPECT_EQ(0, std::memcmp(rec.data(), decoded.data(), n * sizeof(float)));
+      }
       Rng same(3);
       Bytes expected_votes((n + 7) / 8, 0);
       for (std::size_t i = 0; i < n; ++i) {
@@ -471,7 +464,7 @@ TEST(Simd, HadamardButterfliesAreTheScalarDefinitionOnEveryPath) {
         map.use_isa(isa);
         map.rotate(got);
         EXPECT_EQ(0, std::memcmp(got.data(), expected.data(), dim * sizeof(float)))
-            << "block " << block << " dim " << dim << " " << isa_name(isa);
+            << "block " << block << " dim " << dim << " " << simd::isa_name(isa);
       }
     }
   }
