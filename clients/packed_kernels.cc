@@ -114,7 +114,7 @@ template <int B>
 
 // 256-bit versions, for the AVX2 and AVX-512 variants (target attributes on the callers).
 template <int B>
-FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline std::uint64_t dot_256(const std::uint8_t* a, const std::uint8_t* b, std::size_t bytes) {
+[[gnu::always_inline]] FEDSIM_TARGET_AVX2 inline std::uint64_t dot_256(const std::uint8_t* a, const std::uint8_t* b, std::size_t bytes) {
   const std::size_t blocks = bytes / 32;
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i mask = _mm256_set1_epi8(static_cast<char>((1u << B) - 1u));
@@ -147,7 +147,7 @@ FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline std::uint64_t dot_256(const std
 }
 
 template <int B>
-FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline std::uint64_t sum_256(const std::uint8_t* a, std::size_t bytes) {
+[[gnu::always_inline]] FEDSIM_TARGET_AVX2 inline std::uint64_t sum_256(const std::uint8_t* a, std::size_t bytes) {
   const std::size_t blocks = bytes / 32;
   const __m256i mask = _mm256_set1_epi8(static_cast<char>((1u << B) - 1u));
   const __m256i zero = _mm256_setzero_si256();
@@ -203,7 +203,7 @@ template <int B>
 }
 
 template <int B>
-FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline void axpy_256(float alpha, float beta, const std::uint8_t* codes, std::size_t n,
+[[gnu::always_inline]] FEDSIM_TARGET_AVX2 inline void axpy_256(float alpha, float beta, const std::uint8_t* codes, std::size_t n,
                                             float* y) {
   const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
   const std::size_t groups = n / 8;
@@ -264,7 +264,7 @@ FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline void axpy_256(float alpha, floa
 }
 
 #if FEDSIM_SIMD_X86
-FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline float dot_f32_wide(const float* a, const float* b, std::size_t n) {
+[[gnu::always_inline]] FEDSIM_TARGET_AVX2 inline float dot_f32_wide(const float* a, const float* b, std::size_t n) {
   const std::size_t full = n / kCodesPerChunk;
   alignas(32) float lanes[16];
   __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -275,7 +275,7 @@ FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline float dot_f32_wide(const float*
   for (int v = 0; v < 2; ++v) _mm256_store_ps(lanes + 8 * v, acc[v]);
   return dot_f32_finish(lanes, a, b, full * kCodesPerChunk, n);
 }
-FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline void axpy_f32_wide(float alpha, const float* x, std::size_t n,
+[[gnu::always_inline]] FEDSIM_TARGET_AVX2 inline void axpy_f32_wide(float alpha, const float* x, std::size_t n,
                                                                     float* y) {
   std::size_t i = 0;
   const __m256 va = _mm256_set1_ps(alpha);
@@ -344,7 +344,7 @@ FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline void axpy_f32_wide(float alpha,
 
 #if FEDSIM_SIMD_X86
 // The 256-bit kernels by width, for the AVX2 and AVX-512 variants.
-FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline std::uint64_t dot_wide(const std::uint8_t* a, const std::uint8_t* b,
+[[gnu::always_inline]] FEDSIM_TARGET_AVX2 inline std::uint64_t dot_wide(const std::uint8_t* a, const std::uint8_t* b,
                                                                         std::size_t n, int bits) {
   const std::size_t bytes = packed_bytes(n, bits);
   switch (bits) {
@@ -353,7 +353,7 @@ FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline std::uint64_t dot_wide(const st
     default: return dot_256<8>(a, b, bytes);
   }
 }
-FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline std::uint64_t sum_wide(const std::uint8_t* a, std::size_t n, int bits) {
+[[gnu::always_inline]] FEDSIM_TARGET_AVX2 inline std::uint64_t sum_wide(const std::uint8_t* a, std::size_t n, int bits) {
   const std::size_t bytes = packed_bytes(n, bits);
   switch (bits) {
     case 2: return sum_256<2>(a, bytes);
@@ -361,7 +361,7 @@ FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline std::uint64_t sum_wide(const st
     default: return sum_256<8>(a, bytes);
   }
 }
-FEDSIM_TARGET_AVX2 [[gnu::always_inline]] inline void axpy_wide(float alpha, float beta, const std::uint8_t* codes,
+[[gnu::always_inline]] FEDSIM_TARGET_AVX2 inline void axpy_wide(float alpha, float beta, const std::uint8_t* codes,
                                                                 std::size_t n, int bits, float* y) {
   switch (bits) {
     case 2: axpy_256<2>(alpha, beta, codes, n, y); break;
