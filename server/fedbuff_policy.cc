@@ -47,6 +47,8 @@ class FedBuff final : public RoundPolicy {
       return;
     }
     const auto it = flights_.find(e.arg);
+    if (it == flights_.end())  // only a restored state that contradicts itself gets here
+      throw DecodeError("FedBuff: an arrival event names flight " + std::to_string(e.arg) + ", which is not in flight");
     Flight f = std::move(it->second);
     flights_.erase(it);
     arrive(s, f);
