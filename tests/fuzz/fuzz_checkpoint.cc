@@ -63,10 +63,12 @@ void try_state(const std::string& state) {
     return;
   }
   // An accepted state runs to the end, or is caught contradicting itself
-  // (an event naming a flight or round its policy does not hold).
+  // (an event naming a flight or round its policy does not hold), or stops
+  // as a diverged run does (a non-finite model: InputError, exit 2).
   try {
     sim.run();
   } catch (const fedsim::DecodeError&) {
+  } catch (const fedsim::InputError&) {
   } catch (const std::out_of_range&) {
   }
 }
