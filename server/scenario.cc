@@ -18,7 +18,6 @@ namespace {
 void check_algorithm_components(const Scenario& s, const Config& root);
 
 constexpr std::int64_t kMaxInt = std::numeric_limits<std::int64_t>::max();
-constexpr double kInf = std::numeric_limits<double>::infinity();
 // Client ids are 32-bit (server/population.h).
 constexpr std::int64_t kMaxClients = std::numeric_limits<std::uint32_t>::max();
 

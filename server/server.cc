@@ -213,6 +213,11 @@ bool Server::may_return() const {
 }
 
 Broadcast Server::broadcast(std::uint32_t round) {
+  // Client updates are finite (encode() refuses others), but their aggregate
+  // or the server optimizer's step can still overflow.
+  if (!params_.is_finite())
+    throw InputError(scenario_.file + ": the global model became non-finite before round " + std::to_string(round) +
+                     " (training diverged: lower learning_rate or server_learning_rate)");
   BroadcastLink::Sent sent = downlink_->broadcast(round, version_, params_);
   Broadcast b{sent.bytes.size(), sent.payload_bytes, std::move(sent.model)};
   const std::uint64_t link_bytes = payload_accounting_ ? b.payload_bytes : b.bytes;
@@ -470,6 +475,7 @@ void Server::save(StateWriter& out) const {
 void Server::restore(StateReader& in) {
   in.begin("server");
   params_ = in.col<float>(params_.n_elem);
+  if (!params_.is_finite()) throw DecodeError("the model holds a non-finite value");
   version_ = in.get<std::uint64_t>();
   server_j_ = in.get<double>();
   clock_.restore(in);
@@ -492,6 +498,7 @@ void Server::restore(StateReader& in) {
     p.memory.last_model = in.col<float>();
     if (p.memory.last_model.n_elem != 0 && p.memory.last_model.n_elem != params_.n_elem)
       throw DecodeError("a client's last model has " + std::to_string(p.memory.last_model.n_elem) + " values");
+    if (!p.memory.last_model.is_finite()) throw DecodeError("a client's last model holds a non-finite value");
   }
   if (in.get<bool>() != (server_optimizer_ != nullptr))
     throw DecodeError("server optimizer state that does not match the scenario's server_optimizer");

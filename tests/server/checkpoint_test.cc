@@ -23,8 +23,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -36,6 +38,7 @@
 #include "core/compression/pipeline.h"
 #include "server/checkpoint.h"
 #include "server/scenario.h"
+#include "server/server.h"
 #include "server/simulation.h"
 #include "tests/core/compression/stage_pipelines.h"
 
@@ -291,6 +294,24 @@ TEST(ResumedRun, AStateThatDoesNotFitIsRefused) {
   EXPECT_THROW(c.restore(std::string_view(state).substr(0, state.size() / 2)), DecodeError);
   Simulation d(sc);
   EXPECT_THROW(d.restore(state + "x"), DecodeError);
+  // A model holding NaN (found by fuzz_checkpoint: it reached the downlink's
+  // encoder). The first parameter follows the "simulation" and "server"
+  // section names and the model's length.
+  std::string nan_model = state;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(nan_model.data() + 8 + 10 + 8 + 6 + 8, &nan, 4);
+  Simulation e(sc);
+  EXPECT_THROW(e.restore(nan_model), DecodeError);
+}
+
+TEST(ResumedRun, ANonFiniteGlobalModelStopsTheRunWithInputError) {
+  // A diverged aggregate (or server optimizer step) reaches the broadcast:
+  // the run stops as a diverged client's does, with an InputError.
+  Server server(load_scenario(std::string(FEDSIM_SOURCE_DIR) + "/scenarios/synthetic_quick.yaml", {"rounds=1"}));
+  arma::fvec params(server.num_params(), arma::fill::zeros);
+  params[params.n_elem - 1] = std::numeric_limits<float>::infinity();
+  server.set_model(params);
+  EXPECT_THROW(server.broadcast(0), InputError);
 }
 
 // ------------------------------------------------------------ the command line
