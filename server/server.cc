@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <thread>
@@ -13,7 +14,9 @@
 #include "core/base/errors.h"
 #include "server/algorithm.h"
 #include "server/checkpoint.h"
+#include "server/client_cluster.h"
 #include "server/client_pool.h"
+#include "wire.pb.h"  // generated from core/wire/wire.proto
 #include "server/round_policy.h"
 
 namespace fedsim {
@@ -289,26 +292,38 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
     if (colludes[i]) colluders.push_back(i);
   }
   try {
-    pool_->run(
-        flights.size(),
-        [&](std::size_t i) {
-          Flight& f = flights[i];
-          const ClientJob job = client_job(f.client);
-          const SimClient& client = *job.client;
-          if (colludes[i]) {
-            held[i] = client.train(job.ctx, f.round, model.model, parts[i]->memory);
-            f.macs = held[i].macs;
-            return;
-          }
-          ClientRoundResult r =
-              client.run_round(job.ctx, f.round, version, model.model, parts[i]->link, parts[i]->memory);
-          f.update = std::move(r.update_bytes);
-          f.macs = r.macs;
-        },
-        [&](std::size_t i, double wall_s) {
-          if (colludes[i]) model_math_s_ += wall_s;
-          else sent(i, wall_s);
-        });
+    // Under mpirun, the other ranks train the clients they hold while this
+    // one trains its own; the lowest failed flight wins wherever it ran.
+    std::vector<std::size_t> here;
+    const std::vector<std::vector<std::size_t>> away = post_work(flights, colludes, version, model.model, here);
+    std::optional<FailedJob> failed;
+    try {
+      pool_->run(
+          here.size(),
+          [&](std::size_t j) {
+            const std::size_t i = here[j];
+            Flight& f = flights[i];
+            const ClientJob job = client_job(f.client);
+            const SimClient& client = *job.client;
+            if (colludes[i]) {
+              held[i] = client.train(job.ctx, f.round, model.model, parts[i]->memory);
+              f.macs = held[i].macs;
+              return;
+            }
+            ClientRoundResult r =
+                client.run_round(job.ctx, f.round, version, model.model, parts[i]->link, parts[i]->memory);
+            f.update = std::move(r.update_bytes);
+            f.macs = r.macs;
+          },
+          [&](std::size_t j, double wall_s) {
+            if (colludes[here[j]]) model_math_s_ += wall_s;
+            else sent(here[j], wall_s);
+          });
+    } catch (const ClientPool::JobFailed& e) {
+      failed = FailedJob{here[e.job], e.what()};
+    }
+    collect_work(away, flights, failed, sent);
+    if (failed) throw ClientPool::JobFailed(failed->job, failed->what);
     if (!colluders.empty()) {
       std::vector<const arma::fvec*> honest;
       for (std::size_t i : colluders) honest.push_back(&held[i].message);
@@ -334,6 +349,108 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
                      " (a non-finite update usually means local training diverged: lower learning_rate)");
   }
   return flights;
+}
+
+int Server::rank_of(std::uint32_t client) const {
+  if (!cluster_) return 0;
+  // Colluders share their honest messages before they send (dispatch()):
+  // they all live here.
+  const Attack* attack = population_->client(client).attack;
+  if (attack && attack->colludes()) return 0;
+  return static_cast<int>(client % static_cast<std::uint32_t>(cluster_->ranks()));
+}
+
+std::vector<std::vector<std::size_t>> Server::post_work(const std::vector<Flight>& flights,
+                                                        const std::vector<char>& colludes, std::uint64_t version,
+                                                        const arma::fvec& model, std::vector<std::size_t>& here) {
+  std::vector<std::vector<std::size_t>> away(cluster_ ? cluster_->ranks() : 1);
+  for (std::size_t i = 0; i < flights.size(); ++i) {
+    const int rank = colludes[i] ? 0 : rank_of(flights[i].client);
+    (rank == 0 ? here : away[rank]).push_back(i);
+  }
+  if (!cluster_) return away;
+  const auto start = std::chrono::steady_clock::now();
+  for (int rank = 1; rank < cluster_->ranks(); ++rank) {
+    if (away[rank].empty()) continue;
+    wire::WorkOrder order;
+    order.set_round(flights[away[rank].front()].round);
+    order.set_model_version(version);
+    order.set_model(model.memptr(), model.n_elem * sizeof(float));
+    for (std::size_t i : away[rank]) order.add_clients(flights[i].client);
+    cluster_->post(rank, order.SerializeAsString());
+  }
+  cluster_time_.post_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return away;
+}
+
+void Server::collect_work(const std::vector<std::vector<std::size_t>>& away, std::vector<Flight>& flights,
+                          std::optional<FailedJob>& failed,
+                          const std::function<void(std::size_t, double)>& sent) {
+  if (!cluster_) return;
+  for (int rank = 1; rank < cluster_->ranks(); ++rank) {
+    if (away[rank].empty()) continue;
+    const auto start = std::chrono::steady_clock::now();
+    const std::string bytes = cluster_->collect(rank);
+    const double wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    wire::WorkDone done;
+    const std::size_t n = away[rank].size();
+    if (!done.ParseFromString(bytes) || (done.failed() ? done.failed_at() >= n
+                                                        : done.updates_size() != static_cast<int>(n) ||
+                                                              done.macs_size() != static_cast<int>(n)))
+      throw DecodeError("rank " + std::to_string(rank) + " answered a work order with a malformed reply");
+    cluster_time_.wait_s += wait_s;
+    cluster_time_.remote_compute_s += done.compute_s();
+    ++cluster_time_.orders;
+    if (done.failed()) {
+      const std::size_t i = away[rank][done.failed_at()];
+      if (!failed || i < failed->job) failed = FailedJob{i, done.error()};
+      continue;
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+      Flight& f = flights[away[rank][j]];
+      f.update = std::move(*done.mutable_updates(static_cast<int>(j)));
+      f.macs = done.macs(static_cast<int>(j));
+      sent(away[rank][j], 0.0);
+    }
+  }
+}
+
+std::string Server::serve(std::string_view order_bytes) {
+  const auto start = std::chrono::steady_clock::now();
+  wire::WorkOrder order;
+  if (!order.ParseFromArray(order_bytes.data(), static_cast<int>(order_bytes.size())) ||
+      order.model().size() != params_.n_elem * sizeof(float))
+    throw DecodeError("a malformed work order from rank 0");
+  arma::fvec model(params_.n_elem);
+  std::memcpy(model.memptr(), order.model().data(), order.model().size());
+  const std::size_t n = static_cast<std::size_t>(order.clients_size());
+  std::vector<Participant*> parts(n);  // created here, on this thread
+  for (std::size_t j = 0; j < n; ++j) {
+    if (order.clients(static_cast<int>(j)) >= num_clients()) throw DecodeError("a work order names no client");
+    parts[j] = &participant(order.clients(static_cast<int>(j)));
+  }
+  wire::WorkDone done;
+  std::vector<ClientRoundResult> results(n);
+  try {
+    pool_->run(
+        n,
+        [&](std::size_t j) {
+          const ClientJob job = client_job(order.clients(static_cast<int>(j)));
+          results[j] = job.client->run_round(job.ctx, order.round(), order.model_version(), model, parts[j]->link,
+                                             parts[j]->memory);
+        },
+        [](std::size_t, double) {});
+    for (ClientRoundResult& r : results) {
+      done.add_updates(std::move(r.update_bytes));
+      done.add_macs(r.macs);
+    }
+  } catch (const ClientPool::JobFailed& e) {
+    done.set_failed(true);
+    done.set_failed_at(static_cast<std::uint32_t>(e.job));
+    done.set_error(e.what());
+  }
+  done.set_compute_s(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return done.SerializeAsString();
 }
 
 std::optional<ReceivedUpdate> Server::receive(const Flight& flight, RoundMetrics& m) {
@@ -436,6 +553,10 @@ RoundCost Server::cost_of(std::uint32_t client, const RoundWork& work) { return 
 
 void Server::charge(std::uint32_t client, std::uint32_t ledger_round, const RoundCost& cost, double idle_s,
                     double at_s) {
+  // A run never charges an exhausted client (its flights end with its
+  // battery); only a restored state that contradicts itself can.
+  if (ledger_->exhausted(client))
+    throw DecodeError("client " + std::to_string(client) + " has a flight but its battery is exhausted");
   ledger_->charge(client, ledger_round, cost, idle_s, at_s);
 }
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "clients/client.h"
@@ -33,7 +34,8 @@
 
 namespace fedsim {
 
-class ClientPool;  // server/client_pool.h
+class ClientCluster;  // server/client_cluster.h
+class ClientPool;     // server/client_pool.h
 class Optimizer;   // clients/optimizer.h (keeps Boost.Asio out of this header)
 
 struct RunSummary {
@@ -203,6 +205,31 @@ class Server {
   void restore(StateReader& in);
 
   void set_round_sink(std::function<void(const RoundMetrics&)> sink) { on_round_ = std::move(sink); }
+
+  // Spreads the clients' local rounds over the ranks of `cluster` (an MPI
+  // job; null: all here). Set before the run starts, on rank 0 only; the
+  // other ranks serve() its work orders. Each client's local state (its
+  // uplink encoder's stage memory, optimizer state, last model) lives on
+  // rank_of(client) alone, and rank 0 decodes, charges and aggregates the
+  // returned UpdateUp bytes as if they had been made here: the metrics are
+  // the same bits whatever the ranks. Not with checkpoints (save() would
+  // miss the state the other ranks hold).
+  void set_cluster(ClientCluster* cluster) { cluster_ = cluster; }
+  // The rank that holds a client's local state: client mod ranks, but
+  // colluding attackers, which share their messages before they send, on 0.
+  int rank_of(std::uint32_t client) const;
+  // A worker rank's side: runs a serialized wire::WorkOrder's local rounds
+  // (with this process's state of those clients) and returns the serialized
+  // wire::WorkDone. DecodeError on a malformed order.
+  std::string serve(std::string_view order);
+  // Rank 0's time in the cluster's calls (benchmarks: tools/bench_scale.cc).
+  struct ClusterTime {
+    double post_s = 0.0;            // sending work orders
+    double wait_s = 0.0;            // waiting for replies
+    double remote_compute_s = 0.0;  // the workers' own time on the orders
+    std::uint64_t orders = 0;
+  };
+  const ClusterTime& cluster_time() const { return cluster_time_; }
   RunSummary& summary() { return summary_; }
   const RunSummary& summary() const { return summary_; }
   double model_math_s() const { return model_math_s_; }
@@ -237,6 +264,19 @@ class Server {
   // Bytes the network model moves for a message: serialized, or the payload
   // alone under `accounting: {message_bits: payload}`.
   std::uint64_t link_bytes_up(const std::string& update) const;
+  // dispatch()'s side of the cluster: posts each other rank the flights it
+  // trains (by index) and returns them, by rank; `here` gets this rank's.
+  // collect_work() waits for their replies, fills the flights, calls sent()
+  // for each, and keeps the lowest failed flight in `failed`.
+  struct FailedJob {
+    std::size_t job;
+    std::string what;
+  };
+  std::vector<std::vector<std::size_t>> post_work(const std::vector<Flight>& flights,
+                                                  const std::vector<char>& colludes, std::uint64_t version,
+                                                  const arma::fvec& model, std::vector<std::size_t>& here);
+  void collect_work(const std::vector<std::vector<std::size_t>>& away, std::vector<Flight>& flights,
+                    std::optional<FailedJob>& failed, const std::function<void(std::size_t, double)>& sent);
 
   const Scenario& scenario_;
   DataSplit data_;
@@ -262,6 +302,8 @@ class Server {
   RunSummary summary_;
   std::function<void(const RoundMetrics&)> on_round_;
   double model_math_s_ = 0.0;
+  ClientCluster* cluster_ = nullptr;
+  ClusterTime cluster_time_;
   ServerEnergyModel server_energy_;
   bool payload_accounting_ = false;
   double round_deadline_s_ = 0.0;  // the policy's (energy-aware DVFS); +inf if none

@@ -47,6 +47,10 @@ class Simulation {
   // What run() would report so far (after restore(): the restored rounds).
   const RunSummary& summary_so_far() const { return server_->summary(); }
 
+  // Spreads the clients over an MPI job's ranks (Server::set_cluster).
+  void set_cluster(ClientCluster* cluster) { server_->set_cluster(cluster); }
+  const Server::ClusterTime& cluster_time() const { return server_->cluster_time(); }
+
   const Population& population() const { return server_->population(); }
   const EnergyLedger& ledger() const { return server_->ledger(); }
   const arma::fvec& model_params() const { return server_->model_params(); }

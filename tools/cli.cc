@@ -41,6 +41,7 @@
 #include "tools/bench_scale.h"
 #include "tools/bench_server.h"
 #include "tools/bench_tradeoff.h"
+#include "tools/mpi_cluster.h"
 #include "tools/process.h"
 #include "tools/study.h"
 #include "tools/sweep.h"
@@ -163,7 +164,8 @@ struct RunArgs {
   std::string resume;                // output folder of the run to continue
 };
 
-int cmd_run(const RunArgs& a) {
+// Rank 0 of an MPI job (or the only process): the server and the outputs.
+int run_here(const RunArgs& a, MpiSession& mpi) {
   Scenario sc = load_scenario(a.scenario, a.overrides);
   if (!a.resume.empty()) {
     if (!a.out.empty() && a.out != a.resume)
@@ -176,8 +178,14 @@ int cmd_run(const RunArgs& a) {
   if (a.checkpoint_every && sc.output_dir.empty())
     throw InputError("--checkpoint-every: expected an output folder for the checkpoint (--out DIR or output.dir in " +
                      sc.file + "), found none");
+  if (mpi.active() && (a.checkpoint_every || !a.resume.empty()))
+    throw InputError("--checkpoint-every and --resume: not under mpirun yet (the other ranks' client state is not "
+                     "gathered into the checkpoint); run without mpirun to checkpoint");
   const std::uint64_t fingerprint = scenario_fingerprint(sc);
+  mpi.agree(fingerprint);
   Simulation sim(sc);
+  const std::unique_ptr<ClientCluster> cluster = mpi.cluster();
+  if (cluster) sim.set_cluster(cluster.get());
   if (!a.resume.empty()) {
     // Checked whole before anything is restored; a state that does not read
     // back ends the command (the simulation is never half-restored and used).
@@ -214,6 +222,21 @@ int cmd_run(const RunArgs& a) {
   if (!a.quiet) print_summary(std::cout, sc, sim, summary);
   if (!sc.output_dir.empty() && !a.quiet) std::cout << "metrics in " << sc.output_dir << "/metrics.{csv,jsonl}\n";
   return kOk;
+}
+
+// Ranks 1..K-1 of an MPI job: the same scenario, a server that only runs its
+// share of the clients when rank 0 says so. Writes nothing.
+int serve_rank(const RunArgs& a, MpiSession& mpi) {
+  const Scenario sc = load_scenario(a.scenario, a.overrides);
+  mpi.agree(scenario_fingerprint(sc));
+  Server server(sc);
+  mpi.serve(server);
+  return kOk;
+}
+
+int cmd_run(const RunArgs& a) {
+  MpiSession mpi;
+  return mpi.guard([&] { return mpi.rank() == 0 ? run_here(a, mpi) : serve_rank(a, mpi); });
 }
 
 int cmd_validate(const RunArgs& a) {
@@ -459,6 +482,12 @@ int cli_main(int argc, char** argv) {
     return kBadInput;
   }
   try {
+    // Under mpirun only the commands that spread clients over ranks run
+    // (the others would each run K times, and sweep and tune fork).
+    if (const MpiWorld world = launched_world(); world.size > 1 && !*run && !*scale) {
+      if (world.rank != 0) return kBadInput;
+      throw InputError("under mpirun only `fedsim run` and `fedsim bench scale` run; start this command without mpirun");
+    }
     if (*run) return cmd_run(run_args);
     if (*validate) return cmd_validate(validate_args);
     if (*list) return cmd_list();
