@@ -7,6 +7,7 @@ packages=(
   libarmadillo-dev libopenblas0-pthread libyaml-cpp-dev libgtest-dev libbenchmark-dev
   libcli11-dev python3-matplotlib chromium
   libtorch-dev
+  libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev qemu-user
   dataset-fashion-mnist
 )

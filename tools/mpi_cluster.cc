@@ -98,16 +98,20 @@ void MpiSession::stop_workers() {
 int MpiSession::guard(const std::function<int()>& body) {
   if (!active()) return body();
   int code = 0;
+  std::string what;
   try {
     return body();
   } catch (const InputError& e) {
-    std::cerr << "fedsim (rank " << world_.rank << " of " << world_.size << "): error: " << e.what() << "\n";
+    what = e.what();
     code = 2;
   } catch (const std::exception& e) {
-    std::cerr << "fedsim (rank " << world_.rank << " of " << world_.size << "): error: " << e.what() << "\n";
+    what = e.what();
     code = 1;
   }
-  std::cerr.flush();
+  // One write, so that the ranks' messages do not interleave.
+  std::cerr << ("fedsim (rank " + std::to_string(world_.rank) + " of " + std::to_string(world_.size) +
+                "): error: " + what + "\n")
+            << std::flush;
   // The other ranks may be waiting for this one: end them all.
   MPI_Abort(MPI_COMM_WORLD, code);
   return code;
