@@ -297,6 +297,7 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
     std::vector<std::size_t> here;
     const std::vector<std::vector<std::size_t>> away = post_work(flights, colludes, version, model.model, here);
     std::optional<FailedJob> failed;
+    const auto local_start = std::chrono::steady_clock::now();
     try {
       pool_->run(
           here.size(),
@@ -322,7 +323,8 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
     } catch (const ClientPool::JobFailed& e) {
       failed = FailedJob{here[e.job], e.what()};
     }
-    collect_work(away, flights, failed, sent);
+    collect_work(away, flights, failed, sent,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - local_start).count());
     if (failed) throw ClientPool::JobFailed(failed->job, failed->what);
     if (!colluders.empty()) {
       std::vector<const arma::fvec*> honest;
@@ -370,6 +372,7 @@ std::vector<std::vector<std::size_t>> Server::post_work(const std::vector<Flight
   }
   if (!cluster_) return away;
   const auto start = std::chrono::steady_clock::now();
+  double post_s = 0.0;
   for (int rank = 1; rank < cluster_->ranks(); ++rank) {
     if (away[rank].empty()) continue;
     wire::WorkOrder order;
@@ -377,29 +380,36 @@ std::vector<std::vector<std::size_t>> Server::post_work(const std::vector<Flight
     order.set_model_version(version);
     order.set_model(model.memptr(), model.n_elem * sizeof(float));
     for (std::size_t i : away[rank]) order.add_clients(flights[i].client);
-    cluster_->post(rank, order.SerializeAsString());
+    const std::string bytes = order.SerializeAsString();
+    cluster_time_.bytes_out += bytes.size();
+    cluster_->post(rank, bytes);
   }
-  cluster_time_.post_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  post_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  cluster_time_.post_s += post_s;
+  cluster_time_.comm_s += post_s;
   return away;
 }
 
 void Server::collect_work(const std::vector<std::vector<std::size_t>>& away, std::vector<Flight>& flights,
                           std::optional<FailedJob>& failed,
-                          const std::function<void(std::size_t, double)>& sent) {
+                          const std::function<void(std::size_t, double)>& sent, double local_s) {
   if (!cluster_) return;
+  double wait_s = 0.0, slowest_s = 0.0;
   for (int rank = 1; rank < cluster_->ranks(); ++rank) {
     if (away[rank].empty()) continue;
     const auto start = std::chrono::steady_clock::now();
     const std::string bytes = cluster_->collect(rank);
-    const double wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    cluster_time_.bytes_in += bytes.size();
     wire::WorkDone done;
     const std::size_t n = away[rank].size();
     if (!done.ParseFromString(bytes) || (done.failed() ? done.failed_at() >= n
                                                         : done.updates_size() != static_cast<int>(n) ||
                                                               done.macs_size() != static_cast<int>(n)))
       throw DecodeError("rank " + std::to_string(rank) + " answered a work order with a malformed reply");
-    cluster_time_.wait_s += wait_s;
     cluster_time_.remote_compute_s += done.compute_s();
+    model_math_s_ += done.compute_s();
+    slowest_s = std::max(slowest_s, done.compute_s());
     ++cluster_time_.orders;
     if (done.failed()) {
       const std::size_t i = away[rank][done.failed_at()];
@@ -413,6 +423,8 @@ void Server::collect_work(const std::vector<std::vector<std::size_t>>& away, std
       sent(away[rank][j], 0.0);
     }
   }
+  cluster_time_.wait_s += wait_s;
+  cluster_time_.comm_s += std::max(0.0, wait_s - std::max(0.0, slowest_s - local_s));
 }
 
 std::string Server::serve(std::string_view order_bytes) {

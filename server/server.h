@@ -222,12 +222,18 @@ class Server {
   // (with this process's state of those clients) and returns the serialized
   // wire::WorkDone. DecodeError on a malformed order.
   std::string serve(std::string_view order);
-  // Rank 0's time in the cluster's calls (benchmarks: tools/bench_scale.cc).
+  // Rank 0's account of the cluster (benchmarks: tools/bench_scale.cc).
   struct ClusterTime {
     double post_s = 0.0;            // sending work orders
-    double wait_s = 0.0;            // waiting for replies
-    double remote_compute_s = 0.0;  // the workers' own time on the orders
+    double wait_s = 0.0;            // waiting for replies after its own share was done
+    double remote_compute_s = 0.0;  // the other ranks' time on the orders (summed)
+    // post_s + wait_s less the waits explained by another rank still
+    // computing (its compute time beyond this rank's own share's, per
+    // dispatch): the time messages took.
+    double comm_s = 0.0;
     std::uint64_t orders = 0;
+    std::uint64_t bytes_out = 0;  // work orders
+    std::uint64_t bytes_in = 0;   // replies
   };
   const ClusterTime& cluster_time() const { return cluster_time_; }
   RunSummary& summary() { return summary_; }
@@ -275,8 +281,10 @@ class Server {
   std::vector<std::vector<std::size_t>> post_work(const std::vector<Flight>& flights,
                                                   const std::vector<char>& colludes, std::uint64_t version,
                                                   const arma::fvec& model, std::vector<std::size_t>& here);
+  // `local_s`: how long this rank's own share took (for ClusterTime::comm_s).
   void collect_work(const std::vector<std::vector<std::size_t>>& away, std::vector<Flight>& flights,
-                    std::optional<FailedJob>& failed, const std::function<void(std::size_t, double)>& sent);
+                    std::optional<FailedJob>& failed, const std::function<void(std::size_t, double)>& sent,
+                    double local_s);
 
   const Scenario& scenario_;
   DataSplit data_;

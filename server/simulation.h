@@ -50,6 +50,7 @@ class Simulation {
   // Spreads the clients over an MPI job's ranks (Server::set_cluster).
   void set_cluster(ClientCluster* cluster) { server_->set_cluster(cluster); }
   const Server::ClusterTime& cluster_time() const { return server_->cluster_time(); }
+  int rank_of(std::uint32_t client) const { return server_->rank_of(client); }
 
   const Population& population() const { return server_->population(); }
   const EnergyLedger& ledger() const { return server_->ledger(); }

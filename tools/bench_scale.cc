@@ -2,14 +2,20 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
+#include <numeric>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
 #include <string>
 
+#include "core/base/errors.h"
+#include "server/checkpoint.h"
 #include "server/scenario.h"
 #include "server/simulation.h"
+#include "tools/mpi_cluster.h"
 
 namespace fedsim {
 
@@ -75,6 +81,90 @@ int run_scale_bench(std::ostream& out, const ScaleBenchSettings& settings) {
   }
   out << "resident_MiB: VmRSS after the run minus before building it (after a warm-up run); round_ms: wall time per round "
          "(x: against the first row)\n";
+  return 0;
+}
+
+std::string cluster_scenario(std::size_t per_round, std::size_t rounds, std::size_t threads) {
+  std::ostringstream y;
+  y << "name: bench-cluster\n"
+    << "data: {source: procedural_classification, classes: 10, dim: 256, samples_per_client: 256, label_skew: 0.5, "
+       "feature_shift: 0.5}\n"
+    << "model: {name: mlp, hidden: [256]}\n"
+    << "clients: " << 16 * per_round << "\nclients_per_round: " << per_round << "\nrounds: " << rounds
+    << "\neval_every: " << rounds << "\nlocal_steps: 20\nbatch_size: 32\nlearning_rate: 0.05\nthreads: " << threads
+    << "\noutput: {progress: false}\n"
+    << "uplink: [error_feedback, {qsgd: {levels: 255, coding: fixed}}]\n"
+    << "server: {policy: wait_all}\n";
+  return y.str();
+}
+
+int run_cluster_bench(std::ostream& out, const ScaleBenchSettings& settings, MpiSession& mpi) {
+  const Scenario sc = parse_scenario(cluster_scenario(settings.per_round, settings.rounds, settings.threads),
+                                     "bench-cluster.yaml");
+  mpi.agree(scenario_fingerprint(sc));
+  if (mpi.rank() != 0) {
+    Server server(sc);
+    mpi.serve(server);
+    return 0;
+  }
+  const std::size_t k = static_cast<std::size_t>(mpi.size());
+  out << "bench scale (cluster): " << k << " ranks x " << settings.threads << " thread(s); " << settings.per_round
+      << " clients per round, " << settings.rounds << " rounds, MLP 256-256-10 on procedural data, 20 local steps "
+      << "of 32 samples (scenario: tools/bench_scale.cc)\n";
+  {
+    // Warm-up (OpenBLAS's buffers, the allocator's arenas), paid by neither row.
+    const Scenario warm_scenario =
+        parse_scenario(cluster_scenario(settings.per_round, 1, settings.threads), "bench-cluster.yaml");
+    Simulation warm(warm_scenario);
+    warm.run();
+  }
+  Simulation one(sc);
+  const RunSummary a = one.run();  // every client on rank 0; the other ranks wait
+  Simulation many(sc);
+  const std::unique_ptr<ClientCluster> cluster = mpi.cluster();
+  many.set_cluster(cluster.get());
+  const RunSummary b = many.run();
+  const Server::ClusterTime& c = many.cluster_time();
+  bool same = a.final_accuracy == b.final_accuracy && a.bytes_up == b.bytes_up && a.rounds.size() == b.rounds.size();
+  for (std::size_t i = 0; same && i < a.rounds.size(); ++i)
+    same = a.rounds[i].train_loss == b.rounds[i].train_loss && a.rounds[i].sim_time_s == b.rounds[i].sim_time_s;
+  if (!same) throw std::runtime_error("bench scale: the 1-rank and " + std::to_string(k) + "-rank runs differ");
+  const double rounds = static_cast<double>(a.rounds.size());
+  const double round1 = a.wall_s / rounds, roundk = b.wall_s / rounds;
+  // The 1-rank run's client compute (summed over its threads) and the rest
+  // (sampling, decoding, aggregating, evaluating: rank 0's alone).
+  const double compute1 = a.model_math_s / rounds / static_cast<double>(settings.threads);
+  const double serial1 = std::max(0.0, round1 - compute1);
+  const double messages = c.comm_s / rounds;
+  // Clients go to ranks by id (client mod K), so a round's slowest rank has
+  // more than r / K of them: the model takes the measured share.
+  std::map<std::uint32_t, std::vector<std::size_t>> per_rank;
+  for (const ArrivalRecord& r : many.trace()) {
+    std::vector<std::size_t>& n = per_rank[r.round];
+    n.resize(k);
+    ++n[static_cast<std::size_t>(many.rank_of(r.client))];
+  }
+  double imbalance = 0.0;
+  for (const auto& [round, n] : per_rank) {
+    const double total = static_cast<double>(std::accumulate(n.begin(), n.end(), std::size_t{0}));
+    imbalance += static_cast<double>(*std::max_element(n.begin(), n.end())) * static_cast<double>(k) / total;
+  }
+  imbalance = per_rank.empty() ? 1.0 : imbalance / static_cast<double>(per_rank.size());
+  const double predicted = serial1 + compute1 / static_cast<double>(k) * imbalance + messages;
+  out << std::fixed << std::setprecision(3);
+  out << "  1 rank          " << round1 << " s/round (client compute " << compute1 << " s, the rest " << serial1
+      << " s)\n";
+  out << "  " << k << " ranks         " << roundk << " s/round, speed-up x" << std::setprecision(2) << round1 / roundk
+      << std::setprecision(3) << "\n";
+  out << "  messages        " << messages << " s/round = " << std::setprecision(1) << 100.0 * c.comm_s / b.wall_s
+      << "% of the wall time; " << std::setprecision(2)
+      << static_cast<double>(c.bytes_out + c.bytes_in) / rounds / (1024.0 * 1024.0) << " MiB/round over "
+      << c.orders << " orders" << std::setprecision(3) << "\n";
+  out << "  model           serial + compute/" << k << " x imbalance " << std::setprecision(2) << imbalance
+      << std::setprecision(3) << " + messages = " << predicted << " s/round (measured "
+      << roundk << ", " << std::showpos << std::setprecision(1) << 100.0 * (roundk - predicted) / predicted
+      << std::noshowpos << "%)\n";
+  out << "  metrics of the two runs: identical\n";
   return 0;
 }
 

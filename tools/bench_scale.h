@@ -10,6 +10,8 @@
 
 namespace fedsim {
 
+class MpiSession;  // tools/mpi_cluster.h
+
 struct ScaleBenchSettings {
   std::vector<std::size_t> clients = {10'000, 100'000, 1'000'000, 10'000'000, 100'000'000};
   std::size_t per_round = 1000;
@@ -26,6 +28,17 @@ struct ScaleBenchSettings {
 // mean wall time of a round. Memory is the process's, so the numbers are
 // only meaningful with nothing else running in it.
 int run_scale_bench(std::ostream& out, const ScaleBenchSettings& settings);
+
+// Under mpirun (`mpirun -np K fedsim bench scale`): a compute-heavy scenario
+// (an MLP on procedural data: cluster_scenario) run twice in the same job,
+// first with every client on rank 0 (1 rank) and then spread over the K
+// ranks; reports the wall time per round of both, the speed-up, the share of
+// the K-rank run's wall time that messages took (Server::ClusterTime), the
+// bytes moved, and what the model `round = serial + compute / K + messages`
+// predicts from the 1-rank run. Checks that both runs' metrics are equal.
+// Ranks other than 0 print nothing.
+int run_cluster_bench(std::ostream& out, const ScaleBenchSettings& settings, MpiSession& mpi);
+std::string cluster_scenario(std::size_t per_round, std::size_t rounds, std::size_t threads);
 
 // The process's resident set (VmRSS) in bytes; 0 if /proc/self/status is unreadable.
 std::size_t resident_bytes();

@@ -152,7 +152,11 @@ void print_summary(std::ostream& out, const Scenario& sc, const Simulation& sim,
   if (s.clients_exhausted) out << ", " << s.clients_exhausted << " clients out of battery";
   out << "\n" << s.clients_participated << " of " << sc.num_clients << " registered clients took part";
   out << "\nwall time " << fixed(s.wall_s, 1) << " s, model math "
-      << fixed(s.wall_s > 0 ? 100.0 * s.model_math_s / s.wall_s : 0.0, 0) << "% of it (summed over threads)\n";
+      << fixed(s.wall_s > 0 ? 100.0 * s.model_math_s / s.wall_s : 0.0, 0) << "% of it (summed over threads and ranks)\n";
+  if (const Server::ClusterTime& c = sim.cluster_time(); c.orders)
+    out << "ranks: " << c.orders << " work orders to the other ranks (" << human_bytes(double(c.bytes_out))
+        << " out, " << human_bytes(double(c.bytes_in)) << " back), messages took " << fixed(c.comm_s, 2) << " s ("
+        << fixed(s.wall_s > 0 ? 100.0 * c.comm_s / s.wall_s : 0.0, 1) << "% of the wall time)\n";
 }
 
 struct RunArgs {
@@ -412,10 +416,10 @@ int cli_main(int argc, char** argv) {
   ScaleBenchSettings scale_settings;
   CLI::App* scale = bench->add_subcommand(
       "scale", "resident memory per registered client and round time at 10^4 .. 10^8 registered clients, the "
-               "same clients per round");
+               "same clients per round; under mpirun -np K: speed-up from 1 to K ranks on a compute-heavy scenario");
   scale->add_option("--clients", scale_settings.clients, "registered clients, one run each (default 1e4 1e5 1e6 1e7 1e8)")
       ->check(CLI::Range(1ull, 4294967295ull));
-  scale->add_option("--per-round", scale_settings.per_round, "clients per round (default 1000)")
+  scale->add_option("--per-round", scale_settings.per_round, "clients per round (default 1000; under mpirun 64)")
       ->check(CLI::Range(1ull, 10'000'000ull));
   scale->add_option("--rounds", scale_settings.rounds, "rounds per run (default 5)")->check(CLI::Range(1ull, 1ull << 20));
   scale->add_option("--threads", scale_settings.threads, "client threads (default 1)")->check(CLI::Range(1ull, 1024ull));
@@ -509,6 +513,11 @@ int cli_main(int argc, char** argv) {
     if (*kernels) return run_kernel_bench(std::cout, kernel_settings);
     if (*calibrate) return run_calibrate(std::cout, calibrate_settings);
     if (*scale) {
+      if (launched_world().size > 1) {
+        if (!scale->count("--per-round")) scale_settings.per_round = 64;
+        MpiSession mpi;
+        return mpi.guard([&] { return run_cluster_bench(std::cout, scale_settings, mpi); });
+      }
       for (std::size_t n : scale_settings.clients)
         if (scale_settings.per_round > n)
           throw InputError("--per-round: expected at most the smallest --clients (" + std::to_string(n) + "), found " +

@@ -172,5 +172,17 @@ TEST(MpiRunFailure, CommandsThatDoNotSpreadAreRefusedUnderMpirun) {
   fs::remove_all(dir);
 }
 
+TEST(MpiBench, ScaleUnderMpirunComparesOneRankWithTwo) {
+  const fs::path dir = fs::temp_directory_path() / "fedsim_mpi_test_bench";
+  fs::create_directories(dir);
+  const Result r = shell(mpirun(2) + kFedsim + " bench scale --rounds 2 --per-round 6", dir / "log");
+  EXPECT_EQ(r.code, 0) << r.output;
+  for (const char* line : {"bench scale (cluster): 2 ranks x 1 thread(s); 6 clients per round", "  1 rank ",
+                           "  2 ranks ", "speed-up x", "  messages ", "over 2 orders", "  model ",
+                           "metrics of the two runs: identical"})
+    EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace fedsim
