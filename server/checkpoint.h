@@ -38,7 +38,7 @@
 
 namespace fedsim {
 
-constexpr std::uint32_t kCheckpointVersion = 1;
+constexpr std::uint32_t kCheckpointVersion = 2;  // 2: a participant's decoder end before its client side
 
 // Hash of the scenario as parsed (every key after --set overrides), except
 // the keys that do not change its numbers: threads and output.

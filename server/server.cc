@@ -430,17 +430,17 @@ void Server::collect_work(const std::vector<std::vector<std::size_t>>& away, std
 std::string Server::serve(std::string_view order_bytes) {
   const auto start = std::chrono::steady_clock::now();
   wire::WorkOrder order;
-  if (!order.ParseFromArray(order_bytes.data(), static_cast<int>(order_bytes.size())) ||
-      order.model().size() != params_.n_elem * sizeof(float))
+  if (!order.ParseFromArray(order_bytes.data(), static_cast<int>(order_bytes.size())))
     throw DecodeError("a malformed work order from rank 0");
+  for (std::uint32_t c : order.clients())
+    if (c >= num_clients()) throw DecodeError("a work order names no client");
+  if (order.kind() != wire::WorkOrder::TRAIN) return serve_state(order);
+  if (order.model().size() != params_.n_elem * sizeof(float)) throw DecodeError("a work order's model has another size");
   arma::fvec model(params_.n_elem);
   std::memcpy(model.memptr(), order.model().data(), order.model().size());
   const std::size_t n = static_cast<std::size_t>(order.clients_size());
   std::vector<Participant*> parts(n);  // created here, on this thread
-  for (std::size_t j = 0; j < n; ++j) {
-    if (order.clients(static_cast<int>(j)) >= num_clients()) throw DecodeError("a work order names no client");
-    parts[j] = &participant(order.clients(static_cast<int>(j)));
-  }
+  for (std::size_t j = 0; j < n; ++j) parts[j] = &participant(order.clients(static_cast<int>(j)));
   wire::WorkDone done;
   std::vector<ClientRoundResult> results(n);
   try {
@@ -462,6 +462,45 @@ std::string Server::serve(std::string_view order_bytes) {
     done.set_error(e.what());
   }
   done.set_compute_s(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return done.SerializeAsString();
+}
+
+std::string Server::serve_state(const wire::WorkOrder& order) {
+  wire::WorkDone done;
+  switch (order.kind()) {
+    case wire::WorkOrder::SAVE:
+      for (std::uint32_t c : order.clients()) {
+        StateWriter out;
+        save_client_side(out, participant(c));
+        done.add_states(out.take());
+      }
+      break;
+    case wire::WorkOrder::RESTORE:
+      if (order.states_size() != order.clients_size()) throw DecodeError("a restore order with missing states");
+      try {
+        for (int j = 0; j < order.clients_size(); ++j) {
+          StateReader in(order.states(j));
+          restore_client_side(in, participant(order.clients(j)));
+          if (!in.done()) throw DecodeError("bytes after a client's state");
+        }
+      } catch (const DecodeError& e) {
+        done.set_failed(true);
+        done.set_error(e.what());
+      }
+      break;
+    case wire::WorkOrder::MEASURE: {
+      std::uint64_t total = 0;
+      for (const auto& [client, p] : participants_) {
+        StateWriter out;
+        save_client_side(out, p);
+        total += out.bytes().size();
+      }
+      done.set_state_bytes(total);
+      break;
+    }
+    default:
+      throw DecodeError("a work order of unknown kind " + std::to_string(order.kind()));
+  }
   return done.SerializeAsString();
 }
 
@@ -577,6 +616,92 @@ void Server::record(const Flight& f, std::uint32_t round, bool aggregated) {
       ArrivalRecord{round, f.client, f.start_s, f.arrive_s, f.bytes_down, f.update.size(), f.macs, aggregated, f.cost});
 }
 
+void Server::save_client_side(StateWriter& out, const Participant& p) const {
+  p.link.save_encoder(out);
+  out.put(p.memory.optimizer != nullptr);
+  if (p.memory.optimizer) p.memory.optimizer->save(out);
+  out.vec(p.memory.last_model);
+}
+
+void Server::restore_client_side(StateReader& in, Participant& p) {
+  p.link.restore_encoder(in);
+  p.memory.optimizer.reset();
+  if (in.get<bool>()) {
+    if (!client_optimizer_) throw DecodeError("client optimizer state for a scenario without client_optimizer");
+    p.memory.optimizer = client_optimizer_->fresh();
+    p.memory.optimizer->restore(in);
+  }
+  p.memory.last_model = in.col<float>();
+  if (p.memory.last_model.n_elem != 0 && p.memory.last_model.n_elem != params_.n_elem)
+    throw DecodeError("a client's last model has " + std::to_string(p.memory.last_model.n_elem) + " values");
+  if (!p.memory.last_model.is_finite()) throw DecodeError("a client's last model holds a non-finite value");
+}
+
+std::vector<std::vector<std::uint32_t>> Server::participants_elsewhere() const {
+  std::vector<std::vector<std::uint32_t>> by_rank(cluster_ ? cluster_->ranks() : 1);
+  if (cluster_)
+    for (const auto& [client, p] : participants_)
+      if (const int rank = rank_of(client); rank != 0) by_rank[rank].push_back(client);
+  return by_rank;
+}
+
+std::vector<wire::WorkDone> Server::ask_ranks(int kind,
+                                              const std::vector<std::vector<std::uint32_t>>& clients,
+                                              const std::function<void(std::uint32_t, wire::WorkOrder&)>& add) const {
+  std::vector<wire::WorkDone> answers(clients.size());
+  if (!cluster_) return answers;
+  for (int rank = 1; rank < cluster_->ranks(); ++rank) {
+    wire::WorkOrder order;
+    order.set_kind(static_cast<wire::WorkOrder::Kind>(kind));
+    for (std::uint32_t c : clients[rank]) {
+      order.add_clients(c);
+      if (add) add(c, order);
+    }
+    cluster_->post(rank, order.SerializeAsString());
+  }
+  for (int rank = 1; rank < cluster_->ranks(); ++rank) {
+    wire::WorkDone& done = answers[rank];
+    if (!done.ParseFromString(cluster_->collect(rank)))
+      throw DecodeError("rank " + std::to_string(rank) + " answered with a malformed reply");
+    if (done.failed()) throw DecodeError("rank " + std::to_string(rank) + ": " + done.error());
+  }
+  return answers;
+}
+
+std::map<std::uint32_t, std::string> Server::gather_client_sides() const {
+  std::map<std::uint32_t, std::string> states;
+  const std::vector<std::vector<std::uint32_t>> by_rank = participants_elsewhere();
+  const std::vector<wire::WorkDone> answers = ask_ranks(wire::WorkOrder::SAVE, by_rank, {});
+  for (std::size_t rank = 1; rank < answers.size(); ++rank) {
+    if (answers[rank].states_size() != static_cast<int>(by_rank[rank].size()))
+      throw DecodeError("rank " + std::to_string(rank) + " sent " + std::to_string(answers[rank].states_size()) +
+                        " client states for " + std::to_string(by_rank[rank].size()) + " clients");
+    for (std::size_t j = 0; j < by_rank[rank].size(); ++j) states[by_rank[rank][j]] = answers[rank].states(static_cast<int>(j));
+  }
+  return states;
+}
+
+void Server::scatter_client_sides() {
+  ask_ranks(wire::WorkOrder::RESTORE, participants_elsewhere(), [&](std::uint32_t c, wire::WorkOrder& order) {
+    StateWriter out;
+    save_client_side(out, participants_.at(c));
+    order.add_states(out.take());
+  });
+}
+
+std::uint64_t Server::client_state_bytes() const {
+  std::uint64_t total = 0;
+  const std::vector<std::vector<std::uint32_t>> by_rank = participants_elsewhere();
+  for (const wire::WorkDone& done : ask_ranks(wire::WorkOrder::MEASURE, by_rank, {})) total += done.state_bytes();
+  for (const auto& [client, p] : participants_) {
+    StateWriter out;
+    p.link.save_decoder(out);
+    if (rank_of(client) == 0) save_client_side(out, p);
+    total += out.bytes().size();
+  }
+  return total;
+}
+
 void Server::save(StateWriter& out) const {
   out.begin("server");
   out.vec(params_);
@@ -584,13 +709,13 @@ void Server::save(StateWriter& out) const {
   out.put(server_j_);
   clock_.save(out);
   out.put<std::uint64_t>(participants_.size());
+  const std::map<std::uint32_t, std::string> elsewhere = gather_client_sides();
   for (const auto& [client, p] : participants_) {
     out.put(client);
     out.put(p.state.busy_until_s), out.put(p.state.in_flight);
-    p.link.save(out);
-    out.put(p.memory.optimizer != nullptr);
-    if (p.memory.optimizer) p.memory.optimizer->save(out);
-    out.vec(p.memory.last_model);
+    p.link.save_decoder(out);
+    if (const auto it = elsewhere.find(client); it != elsewhere.end()) out.raw(it->second);
+    else save_client_side(out, p);
   }
   out.put(server_optimizer_ != nullptr);
   if (server_optimizer_) server_optimizer_->save(out);
@@ -622,16 +747,8 @@ void Server::restore(StateReader& in) {
     Participant& p = participant(client);
     p.state.busy_until_s = in.get<double>();
     p.state.in_flight = in.get<bool>();
-    p.link.restore(in);
-    if (in.get<bool>()) {
-      if (!client_optimizer_) throw DecodeError("client optimizer state for a scenario without client_optimizer");
-      p.memory.optimizer = client_optimizer_->fresh();
-      p.memory.optimizer->restore(in);
-    }
-    p.memory.last_model = in.col<float>();
-    if (p.memory.last_model.n_elem != 0 && p.memory.last_model.n_elem != params_.n_elem)
-      throw DecodeError("a client's last model has " + std::to_string(p.memory.last_model.n_elem) + " values");
-    if (!p.memory.last_model.is_finite()) throw DecodeError("a client's last model holds a non-finite value");
+    p.link.restore_decoder(in);
+    restore_client_side(in, p);
   }
   if (in.get<bool>() != (server_optimizer_ != nullptr))
     throw DecodeError("server optimizer state that does not match the scenario's server_optimizer");
@@ -649,6 +766,7 @@ void Server::restore(StateReader& in) {
   summary_.bytes_down = in.get<std::uint64_t>();
   summary_.energy_j = in.get<double>();
   summary_.server_energy_j = in.get<double>();
+  scatter_client_sides();
 }
 
 }  // namespace fedsim

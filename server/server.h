@@ -35,8 +35,12 @@
 namespace fedsim {
 
 class ClientCluster;  // server/client_cluster.h
+namespace wire {
+class WorkOrder;  // core/wire/wire.proto
+class WorkDone;
+}  // namespace wire
 class ClientPool;     // server/client_pool.h
-class Optimizer;   // clients/optimizer.h (keeps Boost.Asio out of this header)
+class Optimizer;      // clients/optimizer.h (keeps Boost.Asio out of this header)
 
 struct RunSummary {
   std::vector<RoundMetrics> rounds;
@@ -53,6 +57,9 @@ struct RunSummary {
   // Clients that took part (each holds a Participant and ledger entry; the
   // rest hold nothing, server/client_state.h).
   std::size_t clients_participated = 0;
+  // Their state besides the bookkeeping: stage memory, optimizer state, last
+  // model (Server::client_state_bytes).
+  std::uint64_t client_state_bytes = 0;
 };
 
 // One client's round as the network and device models saw it.
@@ -212,15 +219,17 @@ class Server {
   // uplink encoder's stage memory, optimizer state, last model) lives on
   // rank_of(client) alone, and rank 0 decodes, charges and aggregates the
   // returned UpdateUp bytes as if they had been made here: the metrics are
-  // the same bits whatever the ranks. Not with checkpoints (save() would
-  // miss the state the other ranks hold).
+  // the same bits whatever the ranks. save() gathers the other ranks' client
+  // sides and restore() sends them back, so a checkpoint is the same bytes
+  // whatever the ranks (and resumes under any number of them).
   void set_cluster(ClientCluster* cluster) { cluster_ = cluster; }
   // The rank that holds a client's local state: client mod ranks, but
   // colluding attackers, which share their messages before they send, on 0.
   int rank_of(std::uint32_t client) const;
   // A worker rank's side: runs a serialized wire::WorkOrder's local rounds
   // (with this process's state of those clients) and returns the serialized
-  // wire::WorkDone. DecodeError on a malformed order.
+  // wire::WorkDone; also SAVE, RESTORE and MEASURE orders about its clients'
+  // state (checkpoints, the run summary). DecodeError on a malformed order.
   std::string serve(std::string_view order);
   // Rank 0's account of the cluster (benchmarks: tools/bench_scale.cc).
   struct ClusterTime {
@@ -236,6 +245,11 @@ class Server {
     std::uint64_t bytes_in = 0;   // replies
   };
   const ClusterTime& cluster_time() const { return cluster_time_; }
+  // Bytes of the per-client state of the clients that took part (their
+  // codec links' stage memory on both ends, optimizer state, last model), as
+  // a checkpoint holds it; in an MPI job, every rank's. Reported by the run
+  // summary, apart from the per-participant bookkeeping (client_state.h).
+  std::uint64_t client_state_bytes() const;
   RunSummary& summary() { return summary_; }
   const RunSummary& summary() const { return summary_; }
   double model_math_s() const { return model_math_s_; }
@@ -281,6 +295,23 @@ class Server {
   std::vector<std::vector<std::size_t>> post_work(const std::vector<Flight>& flights,
                                                   const std::vector<char>& colludes, std::uint64_t version,
                                                   const arma::fvec& model, std::vector<std::size_t>& here);
+  // A participant's client side: its uplink encoder end, optimizer state and
+  // last model (what lives on rank_of(client) in an MPI job).
+  void save_client_side(StateWriter& out, const Participant& p) const;
+  void restore_client_side(StateReader& in, Participant& p);
+  // The participants whose client side lives on another rank, by rank.
+  std::vector<std::vector<std::uint32_t>> participants_elsewhere() const;
+  // Posts every other rank an order of `kind` (wire::WorkOrder::Kind) about
+  // its `clients` (add() fills in per client) and collects the answers, by
+  // rank; DecodeError on a malformed or failed one. Nothing without a cluster.
+  std::vector<wire::WorkDone> ask_ranks(int kind, const std::vector<std::vector<std::uint32_t>>& clients,
+                                        const std::function<void(std::uint32_t, wire::WorkOrder&)>& add) const;
+  // save() and restore()'s side of the cluster: the other ranks' client
+  // sides, by client; and sending them the restored ones.
+  std::map<std::uint32_t, std::string> gather_client_sides() const;
+  void scatter_client_sides();
+  // serve() for the orders that are not TRAIN.
+  std::string serve_state(const wire::WorkOrder& order);
   // `local_s`: how long this rank's own share took (for ClusterTime::comm_s).
   void collect_work(const std::vector<std::vector<std::size_t>>& away, std::vector<Flight>& flights,
                     std::optional<FailedJob>& failed, const std::function<void(std::size_t, double)>& sent,

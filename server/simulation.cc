@@ -29,6 +29,7 @@ RunSummary Simulation::run(const std::function<void(const RoundMetrics&)>& on_ro
   summary.model_math_s = server_->model_math_s();
   summary.clients_exhausted = server_->ledger().num_exhausted();
   summary.clients_participated = server_->participants().size();
+  summary.client_state_bytes = server_->client_state_bytes();
   return summary;
 }
 

@@ -151,6 +151,9 @@ void print_summary(std::ostream& out, const Scenario& sc, const Simulation& sim,
       << human_bytes(double(s.bytes_down)) << ", energy " << fixed(s.energy_j, 1) << " J";
   if (s.clients_exhausted) out << ", " << s.clients_exhausted << " clients out of battery";
   out << "\n" << s.clients_participated << " of " << sc.num_clients << " registered clients took part";
+  if (s.clients_participated)
+    out << "; their stages' and optimizers' state " << human_bytes(double(s.client_state_bytes)) << " ("
+        << human_bytes(double(s.client_state_bytes) / double(s.clients_participated)) << " each)";
   out << "\nwall time " << fixed(s.wall_s, 1) << " s, model math "
       << fixed(s.wall_s > 0 ? 100.0 * s.model_math_s / s.wall_s : 0.0, 0) << "% of it (summed over threads and ranks)\n";
   if (const Server::ClusterTime& c = sim.cluster_time(); c.orders)
@@ -182,12 +185,10 @@ int run_here(const RunArgs& a, MpiSession& mpi) {
   if (a.checkpoint_every && sc.output_dir.empty())
     throw InputError("--checkpoint-every: expected an output folder for the checkpoint (--out DIR or output.dir in " +
                      sc.file + "), found none");
-  if (mpi.active() && (a.checkpoint_every || !a.resume.empty()))
-    throw InputError("--checkpoint-every and --resume: not under mpirun yet (the other ranks' client state is not "
-                     "gathered into the checkpoint); run without mpirun to checkpoint");
   const std::uint64_t fingerprint = scenario_fingerprint(sc);
   mpi.agree(fingerprint);
   Simulation sim(sc);
+  // Before restore(): a resumed run sends the other ranks their clients' state.
   const std::unique_ptr<ClientCluster> cluster = mpi.cluster();
   if (cluster) sim.set_cluster(cluster.get());
   if (!a.resume.empty()) {

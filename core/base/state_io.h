@@ -64,6 +64,9 @@ class StateWriter {
     vec(std::span<const T>(v.memptr(), v.n_elem));
   }
 
+  // Bytes another StateWriter made, in place (a part of the state saved elsewhere).
+  void raw(std::string_view bytes) { bytes_.append(bytes); }
+
   const std::string& bytes() const { return bytes_; }
   std::string take() { return std::move(bytes_); }
 

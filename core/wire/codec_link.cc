@@ -141,14 +141,23 @@ void restore_end(StateReader& in, std::unique_ptr<Compressor>& end, const Pipeli
 }  // namespace
 
 void CodecLink::save(StateWriter& out) const {
-  save_end(out, encoder_);
-  save_end(out, decoder_);
+  save_encoder(out);
+  save_decoder(out);
 }
 
 void CodecLink::restore(StateReader& in) {
-  const std::uint64_t seed = uplink_shared_seed(spec_->seed, client_);
-  restore_end(in, encoder_, spec_->uplink, *spec_, seed);
-  restore_end(in, decoder_, spec_->uplink, *spec_, seed);
+  restore_encoder(in);
+  restore_decoder(in);
+}
+
+void CodecLink::save_encoder(StateWriter& out) const { save_end(out, encoder_); }
+void CodecLink::save_decoder(StateWriter& out) const { save_end(out, decoder_); }
+
+void CodecLink::restore_encoder(StateReader& in) {
+  restore_end(in, encoder_, spec_->uplink, *spec_, uplink_shared_seed(spec_->seed, client_));
+}
+void CodecLink::restore_decoder(StateReader& in) {
+  restore_end(in, decoder_, spec_->uplink, *spec_, uplink_shared_seed(spec_->seed, client_));
 }
 
 void BroadcastLink::save(StateWriter& out) const {

@@ -88,6 +88,11 @@ class CodecLink {
   // Checkpoints: which ends exist and their stages' memory (Compressor::save).
   void save(StateWriter& out) const;
   void restore(StateReader& in);
+  // One end at a time (an MPI job keeps the client end on the client's rank).
+  void save_encoder(StateWriter& out) const;
+  void save_decoder(StateWriter& out) const;
+  void restore_encoder(StateReader& in);
+  void restore_decoder(StateReader& in);
 
  private:
   const CodecSpec* spec_;

@@ -173,7 +173,7 @@ TEST(CheckpointFile, RoundTripsAndRefusesEveryKindOfBadFile) {
   refused("PK\x03\x04 this is a zip file, not a checkpoint", 42, "not a fedsim checkpoint");
   std::string foreign = good;
   foreign[8] = 9;  // format version 9
-  refused(foreign, 42, "checkpoint format version 9; this fedsim reads version 1 only");
+  refused(foreign, 42, "checkpoint format version 9; this fedsim reads version " + std::to_string(kCheckpointVersion) + " only");
   std::string corrupt = good;
   corrupt[40] ^= 0x10;  // one bit of the state
   refused(corrupt, 42, "corrupt checkpoint (CRC-32C mismatch)");

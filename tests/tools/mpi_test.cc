@@ -161,14 +161,41 @@ TEST(MpiRunFailure, CommandsThatDoNotSpreadAreRefusedUnderMpirun) {
   const fs::path dir = fs::temp_directory_path() / "fedsim_mpi_test_refuse";
   fs::remove_all(dir);
   const fs::path sc = write_scenario(dir, "s.yaml", kTiny);
-  Result r = shell(mpirun(2) + kFedsim + " validate " + sc.string(), dir / "log");
+  const Result r = shell(mpirun(2) + kFedsim + " validate " + sc.string(), dir / "log");
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("under mpirun only `fedsim run` and `fedsim bench scale` run"), std::string::npos)
       << r.output;
-  r = shell(mpirun(2) + kFedsim + " run " + sc.string() + " --out " + (dir / "o").string() + " --checkpoint-every 1",
-            dir / "log");
-  EXPECT_EQ(r.code, 2) << r.output;
-  EXPECT_NE(r.output.find("--checkpoint-every and --resume: not under mpirun yet"), std::string::npos) << r.output;
+  fs::remove_all(dir);
+}
+
+// A checkpoint holds every rank's client state: the same bytes as one
+// process's, and each resumes under the other.
+TEST(MpiCheckpoint, IsTheSameFileAndResumesEitherWay) {
+  const fs::path dir = fs::temp_directory_path() / "fedsim_mpi_test_checkpoint";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  // FedBuff with updates in flight, error feedback and client Adam: state on both ranks.
+  const std::string run = kFedsim + " run " + kScenarios + "energy_budget_lte.yaml" +
+                          args_of({"rounds=15", "threads=1", "server={policy: async, buffer_size: 5, concurrency: 20}",
+                                   "uplink=[error_feedback, sign]", "client_optimizer={name: adam}"}) +
+                          " --quiet";
+  Result r = shell(run + " --checkpoint-every 4 --out " + (dir / "one").string(), dir / "log");
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = shell(mpirun(2) + run + " --checkpoint-every 4 --out " + (dir / "many").string(), dir / "log");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string checkpoint = read_file(dir / "one" / "checkpoint.bin");
+  ASSERT_FALSE(checkpoint.empty());
+  EXPECT_TRUE(checkpoint == read_file(dir / "many" / "checkpoint.bin")) << "the checkpoint of round 12 differs";
+  // Resume one process's checkpoint under 2 ranks, and 2 ranks' in one process.
+  fs::copy(dir / "one", dir / "one_on_two");
+  fs::copy(dir / "many", dir / "two_on_one");
+  r = shell(mpirun(2) + run + " --resume " + (dir / "one_on_two").string(), dir / "log");
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = shell(run + " --resume " + (dir / "two_on_one").string(), dir / "log");
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* run_dir : {"many", "one_on_two", "two_on_one"})
+    for (const char* file : {"metrics.csv", "metrics.jsonl", "clients.csv"})
+      EXPECT_TRUE(read_file(dir / "one" / file) == read_file(dir / run_dir / file)) << run_dir << "/" << file;
   fs::remove_all(dir);
 }
 
