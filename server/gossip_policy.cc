@@ -35,6 +35,7 @@ class GossipPolicy final : public RoundPolicy {
   bool on_idle(Server&) override { return false; }
   bool finished() const override { return done_ >= rounds_; }
   bool broadcasts_to_all() const override { return false; }
+  bool dispatches_clients() const override { return false; }  // nodes run their links here
 
   void save(StateWriter& out) const override {
     out.begin("gossip");

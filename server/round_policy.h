@@ -57,6 +57,10 @@ class RoundPolicy {
   // The time a dispatched client has to deliver its update (clients with
   // `frequency: energy_aware` aim for it); +infinity when the policy has none.
   virtual double round_deadline_s() const { return std::numeric_limits<double>::infinity(); }
+  // Whether clients train only through Server::dispatch(), so that an MPI
+  // job may run them on other ranks (Server::set_cluster). A policy that runs
+  // clients' pipelines itself (gossip) keeps them all on rank 0.
+  virtual bool dispatches_clients() const { return true; }
   // Checkpoints (server/checkpoint.h): save() writes the policy's tables
   // between two events. A resumed run calls restore() instead of start(), on
   // a server whose own state is already restored; it reads the tables back

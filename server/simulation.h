@@ -47,8 +47,11 @@ class Simulation {
   // What run() would report so far (after restore(): the restored rounds).
   const RunSummary& summary_so_far() const { return server_->summary(); }
 
-  // Spreads the clients over an MPI job's ranks (Server::set_cluster).
-  void set_cluster(ClientCluster* cluster) { server_->set_cluster(cluster); }
+  // Spreads the clients over an MPI job's ranks (Server::set_cluster), if
+  // the policy trains them through dispatch() (not gossip: all on rank 0).
+  void set_cluster(ClientCluster* cluster) {
+    if (policy_->dispatches_clients()) server_->set_cluster(cluster);
+  }
   const Server::ClusterTime& cluster_time() const { return server_->cluster_time(); }
   int rank_of(std::uint32_t client) const { return server_->rank_of(client); }
 

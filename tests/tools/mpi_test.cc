@@ -199,6 +199,26 @@ TEST(MpiCheckpoint, IsTheSameFileAndResumesEitherWay) {
   fs::remove_all(dir);
 }
 
+// Gossip runs every node's pipeline on rank 0 (it does not dispatch): its
+// checkpoint holds their stage state whatever the ranks.
+TEST(MpiCheckpoint, GossipKeepsItsNodesOnRankZero) {
+  const fs::path dir = fs::temp_directory_path() / "fedsim_mpi_test_gossip";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string run = kFedsim + " run " + kScenarios + "methods/dpsvrg_choco.yaml" +
+                          args_of({"rounds=20", "threads=1"}) + " --quiet --checkpoint-every 5 --out ";
+  Result r = shell(run + (dir / "one").string(), dir / "log");
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = shell(mpirun(2) + run + (dir / "many").string(), dir / "log");
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* file : {"checkpoint.bin", "metrics.csv", "clients.csv"}) {
+    const std::string a = read_file(dir / "one" / file);
+    ASSERT_FALSE(a.empty()) << file;
+    EXPECT_TRUE(a == read_file(dir / "many" / file)) << file;
+  }
+  fs::remove_all(dir);
+}
+
 TEST(MpiBench, ScaleUnderMpirunComparesOneRankWithTwo) {
   const fs::path dir = fs::temp_directory_path() / "fedsim_mpi_test_bench";
   fs::create_directories(dir);
