@@ -325,17 +325,9 @@ void EnergyLedger::restore(StateReader& in) {
   totals_.clear();
   num_exhausted_ = 0;
   std::fill(exhausted_by_class_.begin(), exhausted_by_class_.end(), 0);
-  // Ids strictly increasing (a map's order), each a registered client.
-  std::int64_t last = -1;
-  const auto next_id = [&](const char* what) {
-    const auto client = in.get<std::uint32_t>();
-    if (client >= n || static_cast<std::int64_t>(client) <= last)
-      throw DecodeError(std::string("the ledger's ") + what + " name client " + std::to_string(client) + " out of order");
-    last = client;
-    return client;
-  };
+  OrderedIds totals_ids(in, n, "the ledger's totals");
   for (std::size_t k = in.count(n, 4); k > 0; --k) {
-    ClientEnergy& c = totals_[next_id("totals")];
+    ClientEnergy& c = totals_[totals_ids.next()];
     restore_state(in, c.energy);
     c.grid_j = in.get<double>();
     c.rounds = in.get<std::uint64_t>();
@@ -345,10 +337,10 @@ void EnergyLedger::restore(StateReader& in) {
   for (const auto& [client, c] : totals_)
     if (c.exhausted_round >= 0) ++num_exhausted_, ++exhausted_by_class_[population_.client(client).class_index];
   radio_.clear();
-  last = -1;
+  OrderedIds radio_ids(in, n, "the ledger's radio states");
   const std::size_t radios = in.count(radio_tails_ ? n : 0, 4);
   for (std::size_t k = radios; k > 0; --k) {
-    RadioState& r = radio_[next_id("radio states")];
+    RadioState& r = radio_[radio_ids.next()];
     r.last_end_s = in.get<double>();
     r.charged_to_s = in.get<double>();
   }

@@ -304,15 +304,13 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
           [&](std::size_t j) {
             const std::size_t i = here[j];
             Flight& f = flights[i];
-            const ClientJob job = client_job(f.client);
-            const SimClient& client = *job.client;
             if (colludes[i]) {
-              held[i] = client.train(job.ctx, f.round, model.model, parts[i]->memory);
+              const ClientJob job = client_job(f.client);
+              held[i] = job.client->train(job.ctx, f.round, model.model, parts[i]->memory);
               f.macs = held[i].macs;
               return;
             }
-            ClientRoundResult r =
-                client.run_round(job.ctx, f.round, version, model.model, parts[i]->link, parts[i]->memory);
+            ClientRoundResult r = local_round(f.client, f.round, version, model.model, *parts[i]);
             f.update = std::move(r.update_bytes);
             f.macs = r.macs;
           },
@@ -353,6 +351,12 @@ std::vector<Flight> Server::dispatch(const DispatchPlan& plan, const std::vector
   return flights;
 }
 
+ClientRoundResult Server::local_round(std::uint32_t client, std::uint32_t round, std::uint64_t version,
+                                      const arma::fvec& model, Participant& p) const {
+  const ClientJob job = client_job(client);
+  return job.client->run_round(job.ctx, round, version, model, p.link, p.memory);
+}
+
 int Server::rank_of(std::uint32_t client) const {
   if (!cluster_) return 0;
   // Colluders share their honest messages before they send (dispatch()):
@@ -372,7 +376,6 @@ std::vector<std::vector<std::size_t>> Server::post_work(const std::vector<Flight
   }
   if (!cluster_) return away;
   const auto start = std::chrono::steady_clock::now();
-  double post_s = 0.0;
   for (int rank = 1; rank < cluster_->ranks(); ++rank) {
     if (away[rank].empty()) continue;
     wire::WorkOrder order;
@@ -384,9 +387,7 @@ std::vector<std::vector<std::size_t>> Server::post_work(const std::vector<Flight
     cluster_time_.bytes_out += bytes.size();
     cluster_->post(rank, bytes);
   }
-  post_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  cluster_time_.post_s += post_s;
-  cluster_time_.comm_s += post_s;
+  cluster_time_.comm_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return away;
 }
 
@@ -407,7 +408,6 @@ void Server::collect_work(const std::vector<std::vector<std::size_t>>& away, std
                                                         : done.updates_size() != static_cast<int>(n) ||
                                                               done.macs_size() != static_cast<int>(n)))
       throw DecodeError("rank " + std::to_string(rank) + " answered a work order with a malformed reply");
-    cluster_time_.remote_compute_s += done.compute_s();
     model_math_s_ += done.compute_s();
     slowest_s = std::max(slowest_s, done.compute_s());
     ++cluster_time_.orders;
@@ -423,7 +423,6 @@ void Server::collect_work(const std::vector<std::vector<std::size_t>>& away, std
       sent(away[rank][j], 0.0);
     }
   }
-  cluster_time_.wait_s += wait_s;
   cluster_time_.comm_s += std::max(0.0, wait_s - std::max(0.0, slowest_s - local_s));
 }
 
@@ -447,9 +446,8 @@ std::string Server::serve(std::string_view order_bytes) {
     pool_->run(
         n,
         [&](std::size_t j) {
-          const ClientJob job = client_job(order.clients(static_cast<int>(j)));
-          results[j] = job.client->run_round(job.ctx, order.round(), order.model_version(), model, parts[j]->link,
-                                             parts[j]->memory);
+          results[j] =
+              local_round(order.clients(static_cast<int>(j)), order.round(), order.model_version(), model, *parts[j]);
         },
         [](std::size_t, double) {});
     for (ClientRoundResult& r : results) {
@@ -738,13 +736,9 @@ void Server::restore(StateReader& in) {
   server_j_ = in.get<double>();
   clock_.restore(in);
   participants_.clear();
-  std::int64_t last = -1;
+  OrderedIds ids(in, num_clients(), "the participants");
   for (std::size_t k = in.count(num_clients(), 4); k > 0; --k) {
-    const auto client = in.get<std::uint32_t>();
-    if (client >= num_clients() || static_cast<std::int64_t>(client) <= last)
-      throw DecodeError("participant " + std::to_string(client) + " out of order or not registered");
-    last = client;
-    Participant& p = participant(client);
+    Participant& p = participant(ids.next());
     p.state.busy_until_s = in.get<double>();
     p.state.in_flight = in.get<bool>();
     p.link.restore_decoder(in);

@@ -123,7 +123,9 @@ class Server {
  public:
   // Builds everything the scenario describes (loads data, partitions,
   // models, links, population). Throws InputError.
+  // Keeps a reference: `scenario` must outlive the server (a temporary is refused).
   explicit Server(const Scenario& scenario);
+  explicit Server(Scenario&&) = delete;
   ~Server();
 
   const Scenario& scenario() const { return scenario_; }
@@ -233,12 +235,9 @@ class Server {
   std::string serve(std::string_view order);
   // Rank 0's account of the cluster (benchmarks: tools/bench_scale.cc).
   struct ClusterTime {
-    double post_s = 0.0;            // sending work orders
-    double wait_s = 0.0;            // waiting for replies after its own share was done
-    double remote_compute_s = 0.0;  // the other ranks' time on the orders (summed)
-    // post_s + wait_s less the waits explained by another rank still
-    // computing (its compute time beyond this rank's own share's, per
-    // dispatch): the time messages took.
+    // Time in sending work orders and in waiting for the replies, less the
+    // waits explained by another rank still computing (its compute time
+    // beyond this rank's own share's, per dispatch): the time messages took.
     double comm_s = 0.0;
     std::uint64_t orders = 0;
     std::uint64_t bytes_out = 0;  // work orders
@@ -274,6 +273,10 @@ class Server {
     ClientContext ctx;
   };
   ClientJob client_job(std::uint32_t client) const;
+  // An honest client's local round from `model` (of `version`), on a pool
+  // thread: its UpdateUp through its link's client end.
+  ClientRoundResult local_round(std::uint32_t client, std::uint32_t round, std::uint64_t version,
+                                const arma::fvec& model, Participant& p) const;
   // The number of samples client c keeps: ceil(size * w / w_max), at least one.
   std::size_t kept_samples(std::size_t size, std::uint32_t client) const;
   Participant& participant(std::uint32_t client);

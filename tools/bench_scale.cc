@@ -103,8 +103,7 @@ int run_cluster_bench(std::ostream& out, const ScaleBenchSettings& settings, Mpi
                                      "bench-cluster.yaml");
   mpi.agree(scenario_fingerprint(sc));
   if (mpi.rank() != 0) {
-    Server server(sc);
-    mpi.serve(server);
+    mpi.serve(sc);
     return 0;
   }
   const std::size_t k = static_cast<std::size_t>(mpi.size());

@@ -234,8 +234,7 @@ int run_here(const RunArgs& a, MpiSession& mpi) {
 int serve_rank(const RunArgs& a, MpiSession& mpi) {
   const Scenario sc = load_scenario(a.scenario, a.overrides);
   mpi.agree(scenario_fingerprint(sc));
-  Server server(sc);
-  mpi.serve(server);
+  mpi.serve(sc);
   return kOk;
 }
 

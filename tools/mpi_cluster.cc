@@ -132,7 +132,8 @@ std::unique_ptr<ClientCluster> MpiSession::cluster() {
   return std::make_unique<MpiCluster>(world_.size);
 }
 
-void MpiSession::serve(Server& server) {
+void MpiSession::serve(const Scenario& scenario) {
+  Server server(scenario);
   for (;;) {
     int tag = 0;
     const std::string order = receive_bytes(0, MPI_ANY_TAG, &tag);
@@ -156,7 +157,7 @@ void MpiSession::stop_workers() {}
 int MpiSession::guard(const std::function<int()>& body) { return body(); }
 void MpiSession::agree(std::uint64_t) {}
 std::unique_ptr<ClientCluster> MpiSession::cluster() { return nullptr; }
-void MpiSession::serve(Server&) {}
+void MpiSession::serve(const Scenario&) {}
 
 #endif
 

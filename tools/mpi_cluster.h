@@ -23,7 +23,7 @@
 
 namespace fedsim {
 
-class Server;
+struct Scenario;  // server/scenario.h
 
 // The job this process belongs to, from mpirun's environment
 // (OMPI_COMM_WORLD_SIZE, OMPI_COMM_WORLD_RANK), without initialising MPI:
@@ -60,9 +60,10 @@ class MpiSession {
   void agree(std::uint64_t fingerprint);
   // Rank 0: the other ranks, over MPI_COMM_WORLD (null when not active).
   std::unique_ptr<ClientCluster> cluster();
-  // Ranks 1..K-1: serves rank 0's work orders with `server` until told to
-  // stop. DecodeError on a malformed order.
-  void serve(Server& server);
+  // Ranks 1..K-1: builds a server for `scenario` (its clients' side only is
+  // used) and serves rank 0's work orders until told to stop. DecodeError on
+  // a malformed order.
+  void serve(const Scenario& scenario);
 
  private:
   void stop_workers();

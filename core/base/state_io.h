@@ -157,4 +157,26 @@ class StateReader {
   std::size_t pos_ = 0;
 };
 
+// The client ids of a map saved in key order (a std::map's iteration): each
+// must be a registered client (below `limit`) and above the one before;
+// DecodeError naming `what` (e.g. "the ledger's totals") otherwise.
+class OrderedIds {
+ public:
+  OrderedIds(StateReader& in, std::size_t limit, std::string what)
+      : in_(in), limit_(limit), what_(std::move(what)) {}
+  std::uint32_t next() {
+    const auto id = in_.get<std::uint32_t>();
+    if (id >= limit_ || static_cast<std::int64_t>(id) <= last_)
+      throw DecodeError(what_ + " name client " + std::to_string(id) + " out of order or not registered");
+    last_ = id;
+    return id;
+  }
+
+ private:
+  StateReader& in_;
+  std::size_t limit_;
+  std::string what_;
+  std::int64_t last_ = -1;
+};
+
 }  // namespace fedsim

@@ -307,7 +307,8 @@ TEST(ResumedRun, AStateThatDoesNotFitIsRefused) {
 TEST(ResumedRun, ANonFiniteGlobalModelStopsTheRunWithInputError) {
   // A diverged aggregate (or server optimizer step) reaches the broadcast:
   // the run stops as a diverged client's does, with an InputError.
-  Server server(load_scenario(std::string(FEDSIM_SOURCE_DIR) + "/scenarios/synthetic_quick.yaml", {"rounds=1"}));
+  const Scenario sc = load_scenario(std::string(FEDSIM_SOURCE_DIR) + "/scenarios/synthetic_quick.yaml", {"rounds=1"});
+  Server server(sc);
   arma::fvec params(server.num_params(), arma::fill::zeros);
   params[params.n_elem - 1] = std::numeric_limits<float>::infinity();
   server.set_model(params);
