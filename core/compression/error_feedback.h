@@ -23,6 +23,19 @@
 
 namespace fedsim {
 
+// A stage that can run error feedback inside its own passes over memory
+// (fewer reads and writes than encode() between error feedback's two). Error
+// feedback uses it when its inner stage implements it; the result must be
+// the same bytes and floats as the two apart.
+class FusesErrorFeedback {
+ public:
+  virtual ~FusesErrorFeedback() = default;
+  // encode(u, rng, out, reconstructed) for u = fl(v + memory), then memory =
+  // fl(u - reconstructed). If it throws, memory is unchanged.
+  virtual void encode_with_memory(std::span<const float> v, std::span<float> memory, Rng& rng, Bytes& out,
+                                  std::span<float> reconstructed) = 0;
+};
+
 class ErrorFeedback final : public Compressor {
  public:
   ErrorFeedback(std::unique_ptr<Compressor> inner, std::size_t dim);
@@ -47,8 +60,9 @@ class ErrorFeedback final : public Compressor {
 
  private:
   std::unique_ptr<Compressor> inner_;
+  FusesErrorFeedback* fused_;     // inner_ when it fuses error feedback, else null
   std::vector<float> residual_;
-  std::vector<float> corrected_;  // scratch: u = v + e
+  std::vector<float> corrected_;  // scratch: u = v + e (unused when fused)
 };
 
 }  // namespace fedsim

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/base/errors.h"
+#include "core/base/lane_rng.h"
 #include "core/compression/lane_kernels.h"
 
 namespace fedsim {
@@ -32,23 +33,41 @@ float p_plus_of(float k, float h) { return 0.5f * (1.0f + std::tanh(k * h)); }
 // the definition casts; the others are recomputed with p_plus_of().
 constexpr float kUnsure = 1e-5f;
 
-// Binary votes of m coordinates: +1 when u < p (u = random * 2^-24, random <
-// 2^24), as bit 31 of votes (set = +1) and +-1.0f in rec; unsure[i] != 0
-// when |u - p| < kUnsure.
-[[gnu::always_inline]] inline void vote_words_impl(const float* p, const std::uint32_t* random, std::size_t m,
+// z[i] = factor * h[i] (z = 2 k h, the argument of logistic()).
+[[gnu::always_inline]] inline void scale_impl(const float* h, std::size_t m, float factor, float* z) {
+  using simd::f32x8;
+  std::size_t i = 0;
+  for (; i + 8 <= m; i += 8) {
+    f32x8 v;
+    std::memcpy(&v, h + i, sizeof v);
+    v *= factor;
+    std::memcpy(z + i, &v, sizeof v);
+  }
+  for (; i < m; ++i) z[i] = factor * h[i];
+}
+FEDSIM_TARGET_AVX2 void scale_avx2(const float* h, std::size_t m, float factor, float* z) {
+  scale_impl(h, m, factor, z);
+}
+void scale_baseline(const float* h, std::size_t m, float factor, float* z) { scale_impl(h, m, factor, z); }
+
+// Binary votes of m coordinates: +1 when u < p (u = (random >> 8) * 2^-24),
+// as bit 31 of votes (set = +1) and +-1.0f in rec; unsure[i] != 0
+// when |u - p| < kUnsure. Returns whether any is.
+[[gnu::always_inline]] inline bool vote_words_impl(const float* p, const std::uint32_t* random, std::size_t m,
                                                    std::uint32_t* votes, float* rec, std::uint32_t* unsure) {
   using simd::f32x8;
   using simd::i32x8;
   using simd::u32x8;
   const i32x8 minus_one = i32x8{} + std::bit_cast<std::int32_t>(-1.0f);
   const i32x8 margin = i32x8{} + std::bit_cast<std::int32_t>(kUnsure);
+  i32x8 any = {};
   std::size_t i = 0;
   for (; i + 8 <= m; i += 8) {
     i32x8 pb;
     u32x8 r;
     std::memcpy(&pb, p + i, sizeof pb);
     std::memcpy(&r, random + i, sizeof r);
-    const f32x8 u = __builtin_convertvector((i32x8)r, f32x8) * 0x1.0p-24f;
+    const f32x8 u = __builtin_convertvector((i32x8)(r >> 8), f32x8) * 0x1.0p-24f;
     const i32x8 plus = FEDSIM_SIMD_MASK_LT((i32x8)u, pb);
     const i32x8 distance = (i32x8)(u - (f32x8)pb) & 0x7FFFFFFF;
     const i32x8 close = FEDSIM_SIMD_MASK_LT(distance, margin);
@@ -57,22 +76,27 @@ constexpr float kUnsure = 1e-5f;
     std::memcpy(votes + i, &vote, sizeof vote);
     std::memcpy(rec + i, &value, sizeof value);
     std::memcpy(unsure + i, &close, sizeof close);
+    any |= close;
   }
+  bool found = false;
+  for (int j = 0; j < 8; ++j) found = found || any[j] != 0;
   for (; i < m; ++i) {
-    const float u = static_cast<float>(random[i]) * 0x1.0p-24f;
+    const float u = static_cast<float>(random[i] >> 8) * 0x1.0p-24f;
     const bool plus = u < p[i];
     votes[i] = plus ? 0x80000000u : 0u;
     rec[i] = plus ? 1.0f : -1.0f;
     unsure[i] = std::fabs(u - p[i]) < kUnsure ? 1u : 0u;
+    found = found || unsure[i] != 0;
   }
+  return found;
 }
-FEDSIM_TARGET_AVX2 void vote_words_avx2(const float* p, const std::uint32_t* random, std::size_t m,
+FEDSIM_TARGET_AVX2 bool vote_words_avx2(const float* p, const std::uint32_t* random, std::size_t m,
                                         std::uint32_t* votes, float* rec, std::uint32_t* unsure) {
-  vote_words_impl(p, random, m, votes, rec, unsure);
+  return vote_words_impl(p, random, m, votes, rec, unsure);
 }
-void vote_words_baseline(const float* p, const std::uint32_t* random, std::size_t m, std::uint32_t* votes,
+bool vote_words_baseline(const float* p, const std::uint32_t* random, std::size_t m, std::uint32_t* votes,
                          float* rec, std::uint32_t* unsure) {
-  vote_words_impl(p, random, m, votes, rec, unsure);
+  return vote_words_impl(p, random, m, votes, rec, unsure);
 }
 
 }  // namespace
@@ -83,23 +107,25 @@ void FedVoteBinary::encode(std::span<const float> h, Rng& rng, Bytes& out, std::
   out.resize(start + payload_bytes(n), 0);
   std::uint8_t* bytes = out.data() + start;
   static const auto kernel = simd::pick(simd::best_isa(), vote_words_avx2, vote_words_avx2, vote_words_baseline);
+  static const auto scale = simd::pick(simd::best_isa(), scale_avx2, scale_avx2, scale_baseline);
   float z[kLaneBlock], p_plus[kLaneBlock];
-  std::uint32_t random[kLaneBlock], votes[kLaneBlock], unsure[kLaneBlock];
+  std::uint64_t words[kLaneBlock / 2];
+  std::uint32_t votes[kLaneBlock], unsure[kLaneBlock];
+  const auto* random = reinterpret_cast<const std::uint32_t*>(words);
+  LaneRng lanes(rng);
   const float two_k = 2.0f * k_;
   for (std::size_t c0 = 0; c0 < n; c0 += kLaneBlock) {
     const std::size_t m = std::min(kLaneBlock, n - c0);
-    // +1 with probability P(+1) = (1 + w) / 2, which gives E[vote] = w; one
-    // uniform_float() of the generator per vote. A NaN h votes -1.
-    for (std::size_t i = 0; i < m; ++i) {
-      z[i] = two_k * h[c0 + i];
-      random[i] = static_cast<std::uint32_t>(rng() >> 40);
-    }
+    // +1 with probability P(+1) = (1 + w) / 2, which gives E[vote] = w; 24
+    // bits of a 32-bit word of the lanes per vote. A NaN h votes -1.
+    lanes.fill(words, (m + 2 * LaneRng::kLanes - 1) / (2 * LaneRng::kLanes));
+    scale(h.data() + c0, m, two_k, z);
     logistic(z, m, p_plus);
-    kernel(p_plus, random, m, votes, reconstructed.data() + c0, unsure);
-    for (std::size_t i = 0; i < m; ++i) {
+    const bool any_unsure = kernel(p_plus, random, m, votes, reconstructed.data() + c0, unsure);
+    for (std::size_t i = 0; any_unsure && i < m; ++i) {
       if (unsure[i] == 0) [[likely]]
         continue;
-      const bool plus = static_cast<float>(random[i]) * 0x1.0p-24f < p_plus_of(k_, h[c0 + i]);
+      const bool plus = static_cast<float>(random[i] >> 8) * 0x1.0p-24f < p_plus_of(k_, h[c0 + i]);
       votes[i] = plus ? 0x80000000u : 0u;
       reconstructed[c0 + i] = plus ? 1.0f : -1.0f;
     }

@@ -9,8 +9,12 @@
 // hold the votes themselves (+-1 / 0 as floats); the server's "vote"
 // aggregator turns their mean back into latent weights.
 //
-// Random draws: one Rng::uniform_float() per vote, in order. The binary
-// vote is cast vectorised: P(+1) = (1 + w) / 2 as logistic(2 k h), within
+// Random draws: the ternary vote draws one Rng::uniform_float() per vote, in
+// order. The binary vote draws u = (top 24 bits of a 32-bit word) * 2^-24 per
+// vote, the words from a LaneRng (core/base/lane_rng.h) seeded by one draw of
+// the caller's Rng per encode(), two per 64-bit lane output, the lanes
+// refilled for each block of kLaneBlock votes. The binary vote is cast
+// vectorised: P(+1) = (1 + w) / 2 as logistic(2 k h), within
 // 2e-6 of the exact value (core/compression/lane_kernels.h); a vote whose
 // uniform lies within 1e-5 of that is recomputed with tanhf, so that every
 // vote is the one the scalar definition 0.5f * (1 + tanhf(k h)) casts.

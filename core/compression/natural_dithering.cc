@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "core/base/lane_rng.h"
 #include "core/coding/bit_io.h"
 #include "core/compression/lane_kernels.h"
 #include "core/compression/vector_norms.h"
@@ -134,7 +135,8 @@ void NaturalDithering::encode(std::span<const float> v, Rng& rng, Bytes& out, st
   const float top = std::ldexp(1.0f, static_cast<int>(levels_) - 1);  // t of level 1
   const int index_bits = index_bits_;
   codes_.resize(kLaneBlock);
-  random_.resize(kLaneBlock);
+  random_.resize(kLaneBlock / 2);
+  LaneRng lanes(rng);
   BitWriter w(out);
   for (std::size_t b0 = 0; b0 < dim_; b0 += bucket_size_) {
     const std::size_t len = std::min(bucket_size_, dim_ - b0);
@@ -156,15 +158,9 @@ void NaturalDithering::encode(std::span<const float> v, Rng& rng, Bytes& out, st
     const DitherParams params{pre, scale, top, norm, static_cast<std::int32_t>(levels_)};
     for (std::size_t c0 = 0; c0 < len; c0 += kLaneBlock) {
       const std::size_t m = std::min(kLaneBlock, len - c0);
-      // One draw of the generator per two coordinates of the bucket: the low
-      // half for even k, the high half for odd k (blocks start at even k).
-      std::uint32_t* random = random_.data();
-      for (std::size_t k = 0; k < m; k += 2) {
-        const std::uint64_t r = rng();
-        random[k] = static_cast<std::uint32_t>(r);
-        if (k + 1 < m) random[k + 1] = static_cast<std::uint32_t>(r >> 32);
-      }
-      dither(params, x + c0, random, m, rec + c0, codes_.data());
+      // 32 random bits per coordinate, two per word of the lanes.
+      lanes.fill(random_.data(), (m + 2 * LaneRng::kLanes - 1) / (2 * LaneRng::kLanes));
+      dither(params, x + c0, reinterpret_cast<const std::uint32_t*>(random_.data()), m, rec + c0, codes_.data());
       write_codes(w, codes_.data(), m, 1 + index_bits);
     }
   }

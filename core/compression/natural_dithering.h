@@ -22,9 +22,11 @@
 // t >= 1 the float's mantissa is the round-up probability (as in C_nat), for
 // t < 1 the exponent trick runs on t + 1 (so P(up) = t to 2^-24).
 //
-// Random draws: 23 bits per coordinate from the caller's Rng, one draw per
-// two coordinates of a bucket (the low half for even k, the high half for
-// odd k); the dithering itself runs vectorised on those words.
+// Random draws: the low 23 bits of a 32-bit word per coordinate. The words
+// come from a LaneRng (core/base/lane_rng.h) seeded by one draw of the
+// caller's Rng per encode(), two per 64-bit lane output, the lanes refilled
+// for each block of kLaneBlock coordinates of a bucket (blocks start at a
+// bucket's first coordinate); the dithering runs vectorised on those words.
 #pragma once
 
 #include <cstddef>
@@ -54,7 +56,7 @@ class NaturalDithering final : public Compressor {
   std::size_t bucket_size_;  // resolved: dim when configured 0
   int index_bits_;
   std::vector<std::uint32_t> codes_;   // one block's codes (scratch)
-  std::vector<std::uint32_t> random_;  // one block's random words (scratch)
+  std::vector<std::uint64_t> random_;  // one block's random words (scratch)
 };
 
 }  // namespace fedsim

@@ -17,12 +17,16 @@
 #include <cstddef>
 
 #include "core/compression/compressor.h"
+#include "core/compression/error_feedback.h"
 
 namespace fedsim {
 
-class SignCompressor final : public Compressor {
+// Fuses error feedback: two passes over v and the memory instead of five.
+class SignCompressor final : public Compressor, public FusesErrorFeedback {
  public:
   void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
+  void encode_with_memory(std::span<const float> v, std::span<float> memory, Rng& rng, Bytes& out,
+                          std::span<float> reconstructed) override;
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return false; }
 

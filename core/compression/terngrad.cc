@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "core/base/lane_rng.h"
 #include "core/coding/bit_io.h"
 #include "core/compression/lane_kernels.h"
 #include "core/compression/vector_norms.h"
@@ -20,7 +21,7 @@ using simd::i32x8;
 using simd::u32x8;
 
 // Quantizes m (a multiple of 8) coordinates of a layer with scaler s > 0:
-//   p = min(|x|, s) * (1 / s), u = random * 2^-24 (random < 2^24), keep = u < p,
+//   p = min(|x|, s) * (1 / s), u = (random >> 8) * 2^-24, keep = u < p,
 //   code = keep ? (x < 0 ? 2 : 1) : 0, rec = keep ? +-s : 0.
 // u and p are non-negative floats, compared as integers (simd.h).
 [[gnu::always_inline]] inline void ternarize_impl(float s, float inv, const float* x, const std::uint32_t* random,
@@ -33,7 +34,7 @@ using simd::u32x8;
     const i32x8 a = (i32x8)(xb & 0x7FFFFFFFu);
     const i32x8 below = FEDSIM_SIMD_MASK_LT(a, s_bits);
     const f32x8 p = (f32x8)((a & below) | (s_bits & ~below)) * inv;
-    const f32x8 u = __builtin_convertvector((i32x8)r, f32x8) * 0x1.0p-24f;
+    const f32x8 u = __builtin_convertvector((i32x8)(r >> 8), f32x8) * 0x1.0p-24f;
     const i32x8 keep = FEDSIM_SIMD_MASK_LT((i32x8)u, (i32x8)p);
     const i32x8 neg = (i32x8)(xb >> 31);
     const i32x8 code = keep & (neg + 1);
@@ -133,7 +134,8 @@ void TernGrad::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<
   for (float s_t : scalers) put_f32(out, s_t);
   out.reserve(out.size() + (2 * dim_ + 7) / 8);
   codes_.resize(kLaneBlock);
-  random_.resize(kLaneBlock);
+  random_.resize(kLaneBlock / 2);
+  LaneRng lanes(rng);
   BitWriter w(out);
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     const float* x = v.data() + layers_[li].offset;
@@ -147,15 +149,10 @@ void TernGrad::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<
     const float inv = 1.0f / s_t;
     for (std::size_t c0 = 0; c0 < n; c0 += kLaneBlock) {
       const std::size_t m = std::min(kLaneBlock, n - c0);
-      // One draw of the generator per two coordinates of the layer: bits
-      // 40-63 for the first, 8-31 for the second (blocks start at even k).
-      std::uint32_t* random = random_.data();
-      for (std::size_t k = 0; k < m; k += 2) {
-        const std::uint64_t r = rng();
-        random[k] = static_cast<std::uint32_t>(r >> 40) & 0xFFFFFFu;
-        if (k + 1 < m) random[k + 1] = static_cast<std::uint32_t>(r >> 8) & 0xFFFFFFu;
-      }
-      ternarize(s_t, inv, x + c0, random, m, rec + c0, codes_.data());
+      // 32 random bits per coordinate, two per word of the lanes.
+      lanes.fill(random_.data(), (m + 2 * LaneRng::kLanes - 1) / (2 * LaneRng::kLanes));
+      ternarize(s_t, inv, x + c0, reinterpret_cast<const std::uint32_t*>(random_.data()), m, rec + c0,
+                codes_.data());
       write_codes(w, codes_.data(), m, 2);
     }
   }

@@ -17,9 +17,11 @@
 // 3, a wrong payload size or non-zero padding.
 //
 // Random draws: coordinate k of a layer keeps its sign when u_k < p_k, u_k =
-// 24 bits of the caller's Rng (one draw per two coordinates: bits 40-63 for
-// even k, 8-31 for odd k) times 2^-24; the quantization itself runs
-// vectorised on those words.
+// the top 24 bits of a 32-bit word times 2^-24. The words come from a LaneRng
+// (core/base/lane_rng.h) seeded by one draw of the caller's Rng per encode(),
+// two per 64-bit lane output, the lanes refilled for each block of
+// kLaneBlock coordinates of a layer (blocks start at a layer's first
+// coordinate); the quantization runs vectorised on those words.
 #pragma once
 
 #include <cstddef>
@@ -44,7 +46,7 @@ class TernGrad final : public Compressor {
   std::vector<Layer> layers_;
   double clip_;
   std::vector<std::uint32_t> codes_;   // one block's codes (scratch)
-  std::vector<std::uint32_t> random_;  // one block's random words (scratch)
+  std::vector<std::uint64_t> random_;  // one block's random words (scratch)
 };
 
 }  // namespace fedsim

@@ -16,11 +16,13 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "core/base/lane_rng.h"
 #include "core/base/rng.h"
 #include "core/coding/bit_io.h"
+#include "core/compression/error_feedback.h"
 #include "core/compression/fedvote_quantizer.h"
 #include "core/compression/hadamard_rotation.h"
 #include "core/compression/lane_kernels.h"
@@ -266,6 +268,27 @@ TEST(Simd, LogisticIsWithinItsStatedAccuracyOnEveryPath) {
 // and values of their scalar definitions (as they were written before they
 // were vectorised, same random draws), at awkward layer, bucket and vector
 // sizes, on the path in use (FEDSIM_SIMD caps it).
+// The 32-bit random words of TernGrad, natural dithering and FedVote binary:
+// from a LaneRng seeded by one draw of the encoder's Rng, refilled with
+// ceil(m / 16) steps at the start of every block of m <= kLaneBlock
+// coordinates of a layer or bucket (k counts from its first coordinate).
+class BlockWords {
+ public:
+  explicit BlockWords(Rng& rng) : lanes_(rng), words_(kLaneBlock / 2) {}
+  std::uint32_t at(std::size_t k, std::size_t len) {
+    if (k % kLaneBlock == 0) {
+      const std::size_t m = std::min(kLaneBlock, len - k);
+      lanes_.fill(words_.data(), (m + 15) / 16);
+    }
+    const std::size_t i = k % kLaneBlock;
+    return static_cast<std::uint32_t>(words_[i / 2] >> (32 * (i % 2)));
+  }
+
+ private:
+  LaneRng lanes_;
+  std::vector<std::uint64_t> words_;
+};
+
 TEST(Simd, TernGradIsItsScalarDefinition) {
   for (std::size_t n : {1, 7, 9, 1000, 1025, 3001}) {
     const std::vector<Layer> layers{{"a", 0, n / 3}, {"b", n / 3, 5 % (n - n / 3 + 1)},
@@ -288,15 +311,14 @@ TEST(Simd, TernGradIsItsScalarDefinition) {
     for (float s : scalers) put_f32(expected, s);
     {
       BitWriter w(expected);
+      BlockWords words(same);
       for (std::size_t li = 0; li < layers.size(); ++li) {
         const float s = scalers[li];
         if (s == 0.0f) continue;
         const float inv = 1.0f / s;
-        std::uint64_t r = 0;
         for (std::size_t k = 0; k < layers[li].size; ++k) {
           const std::size_t i = layers[li].offset + k;
-          if ((k & 1) == 0) r = same();
-          const float u = static_cast<float>(static_cast<std::uint32_t>(r >> ((k & 1) ? 8 : 40)) & 0xFFFFFFu) * 0x1.0p-24f;
+          const float u = static_cast<float>(words.at(k, layers[li].size) >> 8) * 0x1.0p-24f;
           const bool keep = u < std::min(std::fabs(v[i]), s) * inv;
           const bool neg = std::signbit(v[i]);
           w.write(keep ? (neg ? 2u : 1u) : 0u, 2);
@@ -331,6 +353,7 @@ TEST(Simd, NaturalDitheringIsItsScalarDefinition) {
       const std::size_t b = bucket == 0 ? n : bucket;
       {
         BitWriter w(expected);
+        BlockWords words(same);
         for (std::size_t b0 = 0; b0 < n; b0 += b) {
           const std::size_t len = std::min(b, n - b0);
           const float norm = static_cast<float>(l2_norm(v.data() + b0, len));
@@ -341,10 +364,8 @@ TEST(Simd, NaturalDitheringIsItsScalarDefinition) {
             pre = 0x1.0p64f;
             scale = top / (norm * pre);
           }
-          std::uint64_t r = 0;
           for (std::size_t k = 0; k < len; ++k) {
-            if ((k & 1) == 0) r = same();
-            const std::uint32_t random23 = static_cast<std::uint32_t>(r >> ((k & 1) * 32)) & 0x7FFFFFu;
+            const std::uint32_t random23 = words.at(k, len) & 0x7FFFFFu;
             const float x = v[b0 + k];
             const float t = std::min((std::fabs(x) * pre) * scale, top);
             const bool small = t < 1.0f;
@@ -388,8 +409,8 @@ TEST(Simd, SignAndFedVoteAreTheirScalarDefinitions) {
     }
     EXPECT_EQ(out, expected) << "sign n=" << n;
 
-    // FedVote binary: +1 iff uniform_float() < 0.5f * (1 + tanhf(k h_i)),
-    // one draw per vote; inputs of both kinds (tiny k h, where the votes are
+    // FedVote binary: +1 iff u_i < 0.5f * (1 + tanhf(k h_i)), u_i = the top
+    // 24 bits of word i (BlockWords) times 2^-24; inputs of both kinds (tiny k h, where the votes are
     // close calls, and the wide random_vector) and 0, -0, +-inf, NaN.
     std::vector<float> h = v;
     for (std::size_t i = 0; i < n; ++i) {
@@ -403,8 +424,9 @@ TEST(Simd, SignAndFedVoteAreTheirScalarDefinitions) {
     for (bool close_calls : {false, true}) {
       if (close_calls) {
         Rng ahead(3);
+        BlockWords words(ahead);
         for (std::size_t i = 0; i < n; ++i)
-          h[i] = static_cast<float>(std::atanh(2.0 * ahead.uniform_float() - 1.0) / 1.5);
+          h[i] = static_cast<float>(std::atanh(2.0 * (words.at(i, n) >> 8) * 0x1.0p-24 - 1.0) / 1.5);
       }
       FedVoteBinary vote(1.5f);
       Rng rng(3);
@@ -415,10 +437,11 @@ TEST(Simd, SignAndFedVoteAreTheirScalarDefinitions) {
         EXPECT_EQ(0, std::memcmp(rec.data(), decoded.data(), n * sizeof(float)));
       }
       Rng same(3);
+      BlockWords words(same);
       Bytes expected_votes((n + 7) / 8, 0);
       for (std::size_t i = 0; i < n; ++i) {
         const float p_plus = 0.5f * (1.0f + std::tanh(1.5f * h[i]));
-        const bool plus = same.uniform_float() < p_plus;
+        const bool plus = static_cast<float>(words.at(i, n) >> 8) * 0x1.0p-24f < p_plus;
         expected_votes[i / 8] |= static_cast<std::uint8_t>(static_cast<unsigned>(plus) << (i % 8));
         EXPECT_EQ(rec[i], plus ? 1.0f : -1.0f) << i << (close_calls ? " (close calls)" : "");
       }
@@ -427,12 +450,37 @@ TEST(Simd, SignAndFedVoteAreTheirScalarDefinitions) {
   }
 }
 
+// Error feedback fused into the sign stage (FusesErrorFeedback) is error
+// feedback's definition run around the plain stage: u = fl(v + e), C(u),
+// e = fl(u - C(u)); over rounds, so that the memory carries over, and with
+// zeros and signed zeros in u.
+TEST(Simd, SignWithFusedErrorFeedbackIsTheTwoStagesApart) {
+  for (std::size_t n : awkward_sizes()) {
+    ErrorFeedback fused(std::make_unique<SignCompressor>(), n);
+    SignCompressor plain;
+    std::vector<float> memory(n, 0.0f), u(n), rec(n), expected_rec(n);
+    Rng data(71 + n), unused(1);
+    for (int round = 0; round < 3; ++round) {
+      std::vector<float> v = random_vector(data, n);
+      for (std::size_t i = 0; i < n; i += 5) v[i] = round == 1 ? -memory[i] : v[i];  // u = +-0
+      Bytes out, expected;
+      fused.encode(v, unused, out, rec);
+      for (std::size_t i = 0; i < n; ++i) u[i] = v[i] + memory[i];
+      plain.encode(u, unused, expected, expected_rec);
+      for (std::size_t i = 0; i < n; ++i) memory[i] = u[i] - expected_rec[i];
+      EXPECT_EQ(out, expected) << "n=" << n << " round " << round;
+      EXPECT_EQ(0, std::memcmp(rec.data(), expected_rec.data(), n * sizeof(float))) << "n=" << n;
+      ASSERT_EQ(0, std::memcmp(fused.residual().data(), memory.data(), n * sizeof(float))) << "n=" << n;
+    }
+  }
+}
+
 // The butterflies on 8 lanes against the scalar definition (the same sums and
 // differences in the same order: the same floats), on every path, blocks of
 // every size.
 TEST(Simd, HadamardButterfliesAreTheScalarDefinitionOnEveryPath) {
-  for (std::size_t block : {1, 2, 4, 8, 16, 64, 1024}) {
-    for (std::size_t dim : {1, 7, 8, 9, 100, 1024, 1500, 3001}) {
+  for (std::size_t block : {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192}) {
+    for (std::size_t dim : {1, 7, 8, 9, 100, 1024, 1500, 3001, 8192 + 4096 + 127}) {
       RandomizedHadamard map(dim, block);
       Rng signs(61);
       map.draw_signs(signs);
@@ -459,12 +507,50 @@ TEST(Simd, HadamardButterfliesAreTheScalarDefinitionOnEveryPath) {
         if (b.size > 1)
           for (std::size_t i = 0; i < b.size; ++i) x[i] *= static_cast<float>(1.0 / std::sqrt(static_cast<double>(b.size)));
       }
+      // D H y by the definition: butterflies and the scale per block, then D.
+      std::vector<float> expected_back = expected;
+      for (const auto& b : map.blocks()) {
+        float* x = expected_back.data() + b.offset;
+        for (std::size_t half = 1; half < b.size; half <<= 1)
+          for (std::size_t start = 0; start < b.size; start += 2 * half)
+            for (std::size_t i = start; i < start + half; ++i) {
+              const float lo = x[i], hi = x[i + half];
+              x[i] = lo + hi;
+              x[i + half] = lo - hi;
+            }
+        if (b.size > 1)
+          for (std::size_t i = 0; i < b.size; ++i) x[i] *= static_cast<float>(1.0 / std::sqrt(static_cast<double>(b.size)));
+      }
+      same = Rng(61);
+      for (std::size_t i = 0; i < dim; ++i) {
+        if (i % 64 == 0) bits = same();
+        expected_back[i] *= ((bits >> (i % 64)) & 1) ? -1.0f : 1.0f;
+      }
       for (simd::Isa isa : kIsas) {
         std::vector<float> got = v;
         map.use_isa(isa);
         map.rotate(got);
         EXPECT_EQ(0, std::memcmp(got.data(), expected.data(), dim * sizeof(float)))
             << "block " << block << " dim " << dim << " " << simd::isa_name(isa);
+        std::vector<float> out(dim, -7.0f);
+        map.rotate(v, out);
+        EXPECT_EQ(0, std::memcmp(out.data(), expected.data(), dim * sizeof(float)))
+            << "out of place: block " << block << " dim " << dim << " " << simd::isa_name(isa);
+        EXPECT_TRUE(map.unrotate_finite(got));
+        EXPECT_EQ(0, std::memcmp(got.data(), expected_back.data(), dim * sizeof(float)))
+            << "unrotate: block " << block << " dim " << dim << " " << simd::isa_name(isa);
+        // A value near the float limit overflows in the butterflies (blocks of 2 or more).
+        std::vector<float> big = expected;
+        for (std::size_t i : {std::size_t{0}, dim - 1}) {
+          big[i] = std::numeric_limits<float>::max();
+          if (i + 1 < dim) big[i + 1] = std::numeric_limits<float>::max();
+          if (i > 0) big[i - 1] = std::numeric_limits<float>::max();
+        }
+        const bool overflows = dim > 1 && block > 1;
+        EXPECT_EQ(map.unrotate_finite(big), !overflows) << "block " << block << " dim " << dim;
+        std::vector<float> inf = expected;
+        inf[dim / 2] = std::numeric_limits<float>::infinity();
+        EXPECT_FALSE(map.unrotate_finite(inf)) << "block " << block << " dim " << dim;
       }
     }
   }
