@@ -214,6 +214,67 @@ template <int B>
   }
   axpy_scalar<B>(alpha, beta, codes, 8 * groups, n, y);
 }
+
+// y += alpha_j + beta_j * code_j for j = 0 .. count - 1, 8 coordinates at a
+// time held in registers across the samples: per coordinate the operations
+// of count successive axpy calls, in their order.
+template <int B>
+[[gnu::always_inline]] inline void axpy_batch_sse(const float* alpha, const float* beta,
+                                                  const std::uint8_t* const* codes, std::size_t count, std::size_t n,
+                                                  float* y) {
+  const std::size_t groups = n / 8;
+  // Two groups of 8 (four registers) at a time: independent addition chains.
+  std::size_t c = 0;
+  for (; c < groups; c += 2) {
+    const std::size_t width = c + 2 <= groups ? 2 : 1;
+    __m128 acc[4];
+    for (std::size_t v = 0; v < 2 * width; ++v) acc[v] = _mm_loadu_ps(y + 8 * c + 4 * v);
+    for (std::size_t j = 0; j < count; ++j) {
+      const __m128 va = _mm_set1_ps(alpha[j]), vb = _mm_set1_ps(beta[j]);
+      for (std::size_t g = 0; g < width; ++g) {
+        const __m128i k8 = eight_codes<B>(codes[j], c + g);
+        const __m128 k0 = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(k8));
+        const __m128 k1 = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_srli_si128(k8, 4)));
+        acc[2 * g] = _mm_add_ps(acc[2 * g], _mm_add_ps(_mm_mul_ps(k0, vb), va));
+        acc[2 * g + 1] = _mm_add_ps(acc[2 * g + 1], _mm_add_ps(_mm_mul_ps(k1, vb), va));
+      }
+    }
+    for (std::size_t v = 0; v < 2 * width; ++v) _mm_storeu_ps(y + 8 * c + 4 * v, acc[v]);
+  }
+  for (std::size_t j = 0; j < count; ++j) axpy_scalar<B>(alpha[j], beta[j], codes[j], 8 * groups, n, y);
+}
+
+template <int B>
+[[gnu::always_inline]] FEDSIM_TARGET_AVX2 inline void axpy_batch_256(const float* alpha, const float* beta,
+                                                                     const std::uint8_t* const* codes,
+                                                                     std::size_t count, std::size_t n, float* y) {
+  const std::size_t groups = n / 8;
+  // Four groups of 8 at a time: four independent addition chains hide the
+  // latency of the (ordered) accumulation.
+  constexpr std::size_t kGroups = 4;
+  std::size_t c = 0;
+  for (; c + kGroups <= groups; c += kGroups) {
+    __m256 acc[kGroups];
+    for (std::size_t g = 0; g < kGroups; ++g) acc[g] = _mm256_loadu_ps(y + 8 * (c + g));
+    for (std::size_t j = 0; j < count; ++j) {
+      const __m256 va = _mm256_set1_ps(alpha[j]), vb = _mm256_set1_ps(beta[j]);
+      for (std::size_t g = 0; g < kGroups; ++g) {
+        const __m256 k = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(eight_codes<B>(codes[j], c + g)));
+        acc[g] = _mm256_add_ps(acc[g], _mm256_add_ps(_mm256_mul_ps(k, vb), va));
+      }
+    }
+    for (std::size_t g = 0; g < kGroups; ++g) _mm256_storeu_ps(y + 8 * (c + g), acc[g]);
+  }
+  for (; c < groups; ++c) {
+    __m256 acc = _mm256_loadu_ps(y + 8 * c);
+    for (std::size_t j = 0; j < count; ++j) {
+      const __m256 k = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(eight_codes<B>(codes[j], c)));
+      acc = _mm256_add_ps(acc, _mm256_add_ps(_mm256_mul_ps(k, _mm256_set1_ps(beta[j])), _mm256_set1_ps(alpha[j])));
+    }
+    _mm256_storeu_ps(y + 8 * c, acc);
+  }
+  for (std::size_t j = 0; j < count; ++j) axpy_scalar<B>(alpha[j], beta[j], codes[j], 8 * groups, n, y);
+}
 #endif
 
 // fp32 dot product: 16 lane accumulators (lane j takes elements 16 c + j in
@@ -342,6 +403,20 @@ template <int B>
 #endif
 }
 
+[[gnu::always_inline]] inline void axpy_batch_narrow(const float* alpha, const float* beta,
+                                                     const std::uint8_t* const* codes, std::size_t count,
+                                                     std::size_t n, int bits, float* y) {
+#if FEDSIM_SIMD_X86
+  switch (bits) {
+    case 2: axpy_batch_sse<2>(alpha, beta, codes, count, n, y); break;
+    case 4: axpy_batch_sse<4>(alpha, beta, codes, count, n, y); break;
+    default: axpy_batch_sse<8>(alpha, beta, codes, count, n, y); break;
+  }
+#else
+  for (std::size_t j = 0; j < count; ++j) axpy_narrow(alpha[j], beta[j], codes[j], n, bits, y);
+#endif
+}
+
 #if FEDSIM_SIMD_X86
 // The 256-bit kernels by width, for the AVX2 and AVX-512 variants.
 [[gnu::always_inline]] FEDSIM_TARGET_AVX2 inline std::uint64_t dot_wide(const std::uint8_t* a, const std::uint8_t* b,
@@ -369,10 +444,21 @@ template <int B>
     default: axpy_256<8>(alpha, beta, codes, n, y); break;
   }
 }
+[[gnu::always_inline]] FEDSIM_TARGET_AVX2 inline void axpy_batch_wide(const float* alpha, const float* beta,
+                                                                      const std::uint8_t* const* codes,
+                                                                      std::size_t count, std::size_t n, int bits,
+                                                                      float* y) {
+  switch (bits) {
+    case 2: axpy_batch_256<2>(alpha, beta, codes, count, n, y); break;
+    case 4: axpy_batch_256<4>(alpha, beta, codes, count, n, y); break;
+    default: axpy_batch_256<8>(alpha, beta, codes, count, n, y); break;
+  }
+}
 #else
 #define dot_wide dot_narrow
 #define sum_wide sum_narrow
 #define axpy_wide axpy_narrow
+#define axpy_batch_wide axpy_batch_narrow
 #endif
 
 using DotKernel = std::uint64_t (*)(const std::uint8_t*, const std::uint8_t*, std::size_t, int);
@@ -407,6 +493,21 @@ void axpy_baseline(float alpha, float beta, const std::uint8_t* codes, std::size
   axpy_narrow(alpha, beta, codes, n, bits, y);
 }
 
+using AxpyBatchKernel = void (*)(const float*, const float*, const std::uint8_t* const*, std::size_t, std::size_t, int,
+                                 float*);
+FEDSIM_TARGET_AVX512 void axpy_batch_avx512(const float* alpha, const float* beta, const std::uint8_t* const* codes,
+                                            std::size_t count, std::size_t n, int bits, float* y) {
+  axpy_batch_wide(alpha, beta, codes, count, n, bits, y);
+}
+FEDSIM_TARGET_AVX2 void axpy_batch_avx2(const float* alpha, const float* beta, const std::uint8_t* const* codes,
+                                        std::size_t count, std::size_t n, int bits, float* y) {
+  axpy_batch_wide(alpha, beta, codes, count, n, bits, y);
+}
+void axpy_batch_baseline(const float* alpha, const float* beta, const std::uint8_t* const* codes, std::size_t count,
+                         std::size_t n, int bits, float* y) {
+  axpy_batch_narrow(alpha, beta, codes, count, n, bits, y);
+}
+
 using DotF32Kernel = float (*)(const float*, const float*, std::size_t);
 using AxpyF32Kernel = void (*)(float, const float*, std::size_t, float*);
 FEDSIM_TARGET_AVX512 float dot_f32_avx512(const float* a, const float* b, std::size_t n) {
@@ -437,13 +538,61 @@ void axpy_f32(float alpha, const float* x, std::size_t n, float* y, simd::Isa is
 
 bool supported_bits(int bits) { return bits == 2 || bits == 4 || bits == 8; }
 
+namespace {
+// Whole bytes first (8 / B codes each, a fixed trip count the compiler
+// unrolls), then the last partial byte; the padding stays zero.
+// On x86, 16 codes at a time with SSSE3 pmaddubsw (pairs c0 + 2^B c1, at most
+// 255) and, for B = 2, pmaddwd (the pairs of pairs), then packed to bytes:
+// baseline (x86-64-v2) instructions, the same bytes as the scalar loop.
+template <int B>
+void pack_bytes(std::span<const std::uint8_t> codes, std::uint8_t* out) {
+  constexpr std::size_t kPerByte = 8 / B;
+  std::size_t k = 0;
+#if FEDSIM_SIMD_X86
+  if constexpr (B == 8) {
+    std::memcpy(out, codes.data(), codes.size());
+    return;
+  } else {
+    for (; k * kPerByte + 16 <= codes.size(); k += 16 / kPerByte) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes.data() + k * kPerByte));
+      if constexpr (B == 4) {
+        const __m128i pairs = _mm_maddubs_epi16(v, _mm_set1_epi16(0x1001));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + k), _mm_packus_epi16(pairs, pairs));
+      } else {
+        const __m128i pairs = _mm_maddubs_epi16(v, _mm_set1_epi16(0x0401));
+        const __m128i quads = _mm_madd_epi16(pairs, _mm_set1_epi32(0x00100001));
+        const __m128i words = _mm_packs_epi32(quads, quads);
+        const std::int32_t bytes = _mm_cvtsi128_si32(_mm_packus_epi16(words, words));
+        std::memcpy(out + k, &bytes, 4);
+      }
+    }
+  }
+#endif
+  const std::size_t full = codes.size() / kPerByte;
+  for (; k < full; ++k) {
+    unsigned byte = 0;
+    for (std::size_t s = 0; s < kPerByte; ++s) byte |= static_cast<unsigned>(codes[k * kPerByte + s]) << (s * B);
+    out[k] = static_cast<std::uint8_t>(byte);
+  }
+  unsigned byte = 0;
+  for (std::size_t i = full * kPerByte; i < codes.size(); ++i)
+    byte |= static_cast<unsigned>(codes[i]) << ((i - full * kPerByte) * B);
+  if (full * kPerByte < codes.size()) out[full] = static_cast<std::uint8_t>(byte);
+}
+}  // namespace
+
 void pack(std::span<const std::uint8_t> codes, int bits, std::vector<std::uint8_t>& out) {
   assert(supported_bits(bits));
+#ifndef NDEBUG
+  unsigned any = 0;
+  for (std::uint8_t c : codes) any |= c;
+  assert(any < (1u << bits));
+#endif
   out.assign(packed_bytes(codes.size(), bits), 0);
-  for (std::size_t i = 0; i < codes.size(); ++i) {
-    assert(codes[i] < (1u << bits));
-    const std::size_t bit = i * static_cast<std::size_t>(bits);
-    out[bit >> 3] = static_cast<std::uint8_t>(out[bit >> 3] | (codes[i] << (bit & 7)));
+  switch (bits) {
+    case 2: pack_bytes<2>(codes, out.data()); break;
+    case 4: pack_bytes<4>(codes, out.data()); break;
+    default: pack_bytes<8>(codes, out.data()); break;
   }
 }
 
@@ -468,6 +617,20 @@ void axpy_codes(float alpha, float beta, const std::uint8_t* codes, std::size_t 
                 simd::Isa isa) {
   assert(supported_bits(bits));
   simd::pick<AxpyKernel>(isa, axpy_avx512, axpy_avx2, axpy_baseline)(alpha, beta, codes, n, bits, y);
+}
+
+void axpy_codes_batch(const float* alpha, const float* beta, const std::uint8_t* const* codes, std::size_t count,
+                      std::size_t n, int bits, float* y, simd::Isa isa) {
+  assert(supported_bits(bits));
+  simd::pick<AxpyBatchKernel>(isa, axpy_batch_avx512, axpy_batch_avx2, axpy_batch_baseline)(alpha, beta, codes, count,
+                                                                                             n, bits, y);
+}
+void axpy_codes_batch(const float* alpha, const float* beta, const std::uint8_t* const* codes, std::size_t count,
+                      std::size_t n, int bits, float* y) {
+  static const AxpyBatchKernel kernel =
+      simd::pick<AxpyBatchKernel>(simd::best_isa(), axpy_batch_avx512, axpy_batch_avx2, axpy_batch_baseline);
+  assert(supported_bits(bits));
+  kernel(alpha, beta, codes, count, n, bits, y);
 }
 
 std::uint64_t dot_codes(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits) {

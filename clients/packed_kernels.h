@@ -25,9 +25,9 @@
 //
 // SIMD: every kernel has baseline (x86-64-v2), AVX2 and AVX-512 variants
 // (core/base/simd.h), chosen at run time; the integer kernels are exact on
-// every path, axpy_codes performs the same float operations in the same
-// order on every path (no contraction into fused multiply-adds), so all
-// results are bit-identical whichever path runs.
+// every path, axpy_codes and axpy_codes_batch perform the same float
+// operations in the same order on every path (no contraction into fused
+// multiply-adds), so all results are bit-identical whichever path runs.
 #pragma once
 
 #include <cstddef>
@@ -59,12 +59,21 @@ std::uint64_t sum_codes(const std::uint8_t* a, std::size_t n, int bits);
 // y[i] += alpha + beta * code[i] for i < n (float: one multiply, two adds, in that order).
 void axpy_codes(float alpha, float beta, const std::uint8_t* codes, std::size_t n, int bits, float* y);
 
+// y[i] += alpha[j] + beta[j] * codes[j][i] for j = 0 .. count - 1 in that
+// order, i < n: bit for bit `count` successive axpy_codes calls (the same
+// float operations per coordinate, in the same order), y held in registers
+// across the count packed vectors (a gradient row over a minibatch).
+void axpy_codes_batch(const float* alpha, const float* beta, const std::uint8_t* const* codes, std::size_t count,
+                      std::size_t n, int bits, float* y);
+
 // The same on an explicit path (tests and benchmarks); an ISA this CPU lacks
 // falls back to the widest one it has (simd::pick).
 std::uint64_t dot_codes(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits, simd::Isa isa);
 std::uint64_t sum_codes(const std::uint8_t* a, std::size_t n, int bits, simd::Isa isa);
 void axpy_codes(float alpha, float beta, const std::uint8_t* codes, std::size_t n, int bits, float* y,
                 simd::Isa isa);
+void axpy_codes_batch(const float* alpha, const float* beta, const std::uint8_t* const* codes, std::size_t count,
+                      std::size_t n, int bits, float* y, simd::Isa isa);
 
 // The fp32 kernels the packed ones are measured against (fedsim bench kernels,
 // fedsim calibrate), on the same dispatch: sum_i a[i] b[i] in float over 16

@@ -3,7 +3,12 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstring>
 #include <numeric>
+
+#include "core/models/mlp.h"
+#include "core/models/model_kernels.h"
+#include "core/models/softmax_regression.h"
 
 namespace fedsim {
 
@@ -106,6 +111,7 @@ bool stochastic_codes(std::span<const float> x, const UniformGrid& grid, Rng& rn
   const float top = static_cast<float>(grid.points - 1);
   float values[kBlock];
   float uniform[kBlock];
+  std::uint8_t block_codes[kBlock];
   for (std::size_t first = 0; first < x.size(); first += kBlock) {
     const std::size_t n = std::min(kBlock, x.size() - first);
     std::copy(x.data() + first, x.data() + first + n, values);
@@ -120,9 +126,10 @@ bool stochastic_codes(std::span<const float> x, const UniformGrid& grid, Rng& rn
       const float position = (values[k] - lo) * inv_step;
       float code = static_cast<float>(static_cast<std::int32_t>(position));
       code += uniform[k] < position - code ? 1.0f : 0.0f;
-      values[k] = std::min(code, top);
+      // Through int32 (cvttps2dq) in the fixed-count loop, which vectorises; an integer in [0, 255].
+      block_codes[k] = static_cast<std::uint8_t>(static_cast<std::int32_t>(std::min(code, top)));
     }
-    for (std::size_t k = 0; k < n; ++k) codes[first + k] = static_cast<std::uint8_t>(values[k]);
+    std::memcpy(codes + first, block_codes, n);
   }
   return true;
 }
@@ -221,6 +228,109 @@ double packed_double_sampled_least_squares(const packed::PackedVector& w, std::s
   return loss;
 }
 
+namespace {
+// Per-thread scratch of packed_dense_cross_entropy: activations[l] for l >= 1
+// as in Mlp (activations[0], the input block, is the packed samples).
+struct DenseScratch {
+  std::vector<arma::fmat> activations;
+  arma::fmat delta[2];
+  std::vector<float> alpha, beta;  // the first layer's gradient row: one axpy per sample
+  std::vector<const std::uint8_t*> codes;
+};
+thread_local DenseScratch dense_scratch;
+}  // namespace
+
+double packed_dense_cross_entropy(std::span<const std::size_t> widths, const arma::fvec& values,
+                                  std::span<const packed::PackedVector> first_rows,
+                                  std::span<const packed::PackedVector> samples, std::span<const std::uint32_t> labels,
+                                  arma::fvec& grad, simd::Isa isa) {
+  assert(widths.size() >= 2);
+  const std::size_t layers = widths.size() - 1;
+  std::vector<std::size_t> weight_offset(layers), bias_offset(layers);
+  std::size_t total = 0;
+  for (std::size_t l = 0; l < layers; ++l) {
+    weight_offset[l] = total;
+    bias_offset[l] = total + widths[l] * widths[l + 1];
+    total = bias_offset[l] + widths[l + 1];
+  }
+  const std::size_t in = widths[0], out = widths[1], n = samples.size();
+  assert(values.n_elem == total && first_rows.size() == out && labels.size() == n);
+  grad.zeros(total);
+  if (n == 0) return 0.0;
+  DenseScratch& s = dense_scratch;
+  s.activations.resize(layers + 1);
+  // First layer: z_oj = <W_o, Q(a_j)> + b_o, the dot product exact in
+  // integers, combined in double, rounded once to float.
+  arma::fmat& z1 = s.activations[1];
+  z1.set_size(out, n);
+  const float* b0 = values.memptr() + bias_offset[0];
+  for (std::size_t j = 0; j < n; ++j) {
+    assert(samples[j].n == in);
+    float* z = z1.colptr(j);
+    for (std::size_t o = 0; o < out; ++o) {
+      assert(first_rows[o].n == in && first_rows[o].bits == samples[j].bits);
+      z[o] = static_cast<float>(packed::affine_dot(first_rows[o], samples[j], isa) + static_cast<double>(b0[o]));
+    }
+  }
+  // The other layers: Mlp::forward's float kernels on the quantized values.
+  for (std::size_t l = 0; l < layers; ++l) {
+    arma::fmat& z = s.activations[l + 1];
+    if (l > 0) {
+      const arma::fmat weights_t =
+          model_kernels::const_matrix_view(values.memptr() + weight_offset[l], widths[l], widths[l + 1]);
+      z = weights_t.t() * s.activations[l];
+      z.each_col() += model_kernels::const_vector_view(values.memptr() + bias_offset[l], widths[l + 1]);
+    }
+    if (l + 1 < layers) {
+      float* p = z.memptr();
+      for (std::size_t i = 0; i < z.n_elem; ++i) p[i] = std::max(p[i], 0.0f);
+    }
+  }
+  std::size_t correct = 0;
+  const double loss_sum = model_kernels::softmax_cross_entropy(s.activations.back(), labels,
+                                                               1.0f / static_cast<float>(n), correct);
+  // Backpropagation as in Mlp::loss_and_gradient, down to the first layer.
+  const arma::fmat* delta = &s.activations.back();
+  for (std::size_t l = layers; l-- > 1;) {
+    const arma::fmat& layer_input = s.activations[l];
+    arma::fmat grad_weights_t(grad.memptr() + weight_offset[l], widths[l], widths[l + 1], false, true);
+    arma::fvec grad_bias(grad.memptr() + bias_offset[l], widths[l + 1], false, true);
+    grad_weights_t += layer_input * delta->t();
+    grad_bias += arma::sum(*delta, 1);
+    const arma::fmat weights_t =
+        model_kernels::const_matrix_view(values.memptr() + weight_offset[l], widths[l], widths[l + 1]);
+    arma::fmat& next = s.delta[l % 2];
+    next = weights_t * (*delta);
+    const float* a = layer_input.memptr();
+    float* g = next.memptr();
+    for (std::size_t i = 0; i < next.n_elem; ++i)
+      if (a[i] <= 0.0f) g[i] = 0.0f;
+    delta = &next;
+  }
+  // First layer: row o of the weight gradient accumulates
+  // delta_oj (lo_j + step_j k_j) over the packed codes of sample j, in sample
+  // order (a zero delta, a clipped ReLU, adds nothing and is skipped).
+  s.alpha.resize(n);
+  s.beta.resize(n);
+  s.codes.resize(n);
+  for (std::size_t o = 0; o < out; ++o) {
+    std::size_t count = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+      const double d = (*delta)(o, j);
+      if (d == 0.0) continue;
+      s.alpha[count] = static_cast<float>(d * samples[j].lo);
+      s.beta[count] = static_cast<float>(d * samples[j].step);
+      s.codes[count++] = samples[j].bytes.data();
+    }
+    // Bit for bit `count` successive axpy_codes calls, the row held in registers.
+    packed::axpy_codes_batch(s.alpha.data(), s.beta.data(), s.codes.data(), count, in, samples[0].bits,
+                             grad.memptr() + weight_offset[0] + o * in, isa);
+  }
+  arma::fvec grad_bias(grad.memptr() + bias_offset[0], out, false, true);
+  grad_bias += arma::sum(*delta, 1);
+  return loss_sum / static_cast<double>(n);
+}
+
 QuantizedCompute::QuantizedCompute(const Model& model, Precision precision)
     : model_(model),
       precision_(precision),
@@ -232,6 +342,28 @@ QuantizedCompute::QuantizedCompute(const Model& model, Precision precision)
   packed_ = form_.has_value() && precision != Precision::kFp32 && packed::supported_bits(bits_) &&
             layers_.size() == 2 && layers_[0].offset == 0 && layers_[1].size == 1 &&
             layers_[1].offset == layers_[0].size;
+  // Softmax regression and the MLP: the first layer's product on the integer
+  // kernels, when the layers are the network's, in its order (weight, bias
+  // per layer; the tanh-latent wrappers are neither: their operands are
+  // tanh of the quantized latent weights, not grid points).
+  if (!form_ && precision != Precision::kFp32 && packed::supported_bits(bits_)) {
+    std::vector<std::size_t> widths;
+    if (const auto* mlp = dynamic_cast<const Mlp*>(&model)) {
+      widths = mlp->widths();
+    } else if (dynamic_cast<const SoftmaxRegression*>(&model) != nullptr && !layers_.empty()) {
+      widths = {layers_[0].rows, layers_[0].cols};
+    }
+    bool matches = widths.size() >= 2 && layers_.size() == 2 * (widths.size() - 1);
+    std::size_t offset = 0;
+    for (std::size_t l = 0; matches && l + 1 < widths.size(); ++l) {
+      const Layer& w = layers_[2 * l];
+      const Layer& b = layers_[2 * l + 1];
+      matches = w.offset == offset && w.size == widths[l] * widths[l + 1] && b.offset == offset + w.size &&
+                b.size == widths[l + 1];
+      offset = b.offset + b.size;
+    }
+    if (matches && offset == model.num_params()) dense_widths_ = std::move(widths);
+  }
 }
 
 double QuantizedCompute::extra_macs_per_sample() const {
@@ -284,6 +416,61 @@ bool QuantizedCompute::packed_least_squares(const arma::fvec& params, const Data
   return true;
 }
 
+bool QuantizedCompute::packed_dense(const arma::fvec& params, const Dataset& data, std::span<const std::uint32_t> batch,
+                                    Rng& rng, arma::fvec& grad, double& loss) {
+  const std::size_t in = dense_widths_[0], out = dense_widths_[1];
+  if (data.dim() != in || params.n_elem != model_.num_params() || data.labels.empty()) return false;
+  // Every grid of a packed operand first (nothing drawn): a non-finite model
+  // or sample takes the float path, which passes it through, so that
+  // divergence stays visible.
+  const Layer& first = layers_[0];
+  const UniformGrid w_grid = uniform_grid({params.memptr() + first.offset, first.size}, bits_);
+  if (!std::isfinite(w_grid.lo) || !std::isfinite(w_grid.step)) return false;
+  sample_grids_.resize(batch.size());
+  for (std::size_t j = 0; j < batch.size(); ++j) {
+    assert(batch[j] < data.size());
+    sample_grids_[j] = uniform_grid({data.features.colptr(batch[j]), in}, bits_);
+    if (!std::isfinite(sample_grids_[j].lo) || !std::isfinite(sample_grids_[j].step)) return false;
+  }
+  // The draws of the float path, in its order: every layer (the first weight
+  // layer as codes, one packed row per output unit; its float values are not
+  // read), then the samples.
+  quantized_params_ = params;
+  codes_.resize(std::max(first.size, in));
+  stochastic_codes({params.memptr() + first.offset, first.size}, w_grid, rng, codes_.data());
+  packed_rows_.resize(out);
+  for (std::size_t o = 0; o < out; ++o) {
+    packed::PackedVector& row = packed_rows_[o];
+    row.lo = w_grid.lo;
+    row.step = w_grid.step > 0.0f ? w_grid.step : 0.0f;
+    row.bits = bits_;
+    row.n = in;
+    packed::pack({codes_.data() + o * in, in}, bits_, row.bytes);
+    row.code_sum = packed::sum_codes(row.bytes.data(), in, bits_);
+  }
+  for (std::size_t l = 1; l < layers_.size(); ++l) {
+    const std::span<float> block(quantized_params_.memptr() + layers_[l].offset, layers_[l].size);
+    stochastic_quantize(block, bits_, rng, block);
+  }
+  packed_outer_.resize(batch.size());
+  labels_.resize(batch.size());
+  for (std::size_t j = 0; j < batch.size(); ++j) {
+    // stochastic_pack on the grid computed above.
+    const UniformGrid& grid = sample_grids_[j];
+    packed::PackedVector& sample = packed_outer_[j];
+    stochastic_codes({data.features.colptr(batch[j]), in}, grid, rng, codes_.data());
+    sample.lo = grid.lo;
+    sample.step = grid.step > 0.0f ? grid.step : 0.0f;
+    sample.bits = bits_;
+    sample.n = in;
+    packed::pack({codes_.data(), in}, bits_, sample.bytes);
+    sample.code_sum = packed::sum_codes(sample.bytes.data(), in, bits_);
+    labels_[j] = data.labels[batch[j]];
+  }
+  loss = packed_dense_cross_entropy(dense_widths_, quantized_params_, packed_rows_, packed_outer_, labels_, grad);
+  return true;
+}
+
 void QuantizedCompute::quantize_samples(const Dataset& data, std::span<const std::uint32_t> batch, Rng& rng,
                                         arma::fmat& out) {
   const std::size_t dim = data.dim();
@@ -314,6 +501,10 @@ double QuantizedCompute::loss_and_gradient(const arma::fvec& params, const Datas
   if (precision_ == Precision::kFp32) return model_.loss_and_gradient(params, data, batch, grad);
   double loss = 0.0;
   if (packed_ && markers_ == nullptr && packed_least_squares(params, data, batch, rng, grad, loss)) {
+    quantize_layers(grad, rng);
+    return loss;
+  }
+  if (!dense_widths_.empty() && markers_ == nullptr && packed_dense(params, data, batch, rng, grad, loss)) {
     quantize_layers(grad, rng);
     return loss;
   }

@@ -31,6 +31,10 @@
 //    and in the model, so the end-to-end estimate is biased by a term of the
 //    order of the quantization variance. ZipML's remedy (a polynomial
 //    approximation of the loss, then double sampling) is not implemented.
+//    Softmax regression and the MLP run their first layer on the packed
+//    integer kernels (packed_dense_cross_entropy below): its product W Q(a)
+//    is the only one whose two operands are both on b-bit grids (the hidden
+//    activations are not quantized, as on the float grid).
 // The master copy of the model the client updates stays fp32 (mixed precision):
 // only the operands of the gradient computation are low precision.
 #pragma once
@@ -109,6 +113,27 @@ double packed_double_sampled_least_squares(const packed::PackedVector& w, std::s
                                            std::span<const packed::PackedVector> inner,
                                            std::span<const float> targets, double l2, arma::fvec& grad);
 
+// The mean softmax cross-entropy of a ReLU network widths[0] -> ... ->
+// widths.back() (the Mlp's function and parameter layout: per layer the
+// row-major out x in weights, then the out biases; softmax regression is the
+// network without hidden layers) and its gradient, the first layer on packed
+// operands: the definition at int8 / int4 / int2. values holds the quantized
+// parameters (the first weight layer's values are not read: its rows are
+// first_rows[o], one packed row per output unit, all on the layer's grid);
+// samples[j] is the packed quantization of sample j, labels[j] its class.
+// The first layer's pre-activations are exact integer dot products combined
+// in double (packed::affine_dot) plus the bias, rounded once to float; the
+// other layers are the Mlp's float kernels on the quantized values; the first
+// weight layer's gradient row o accumulates delta_oj Q(a_j) over the packed
+// sample codes (packed::axpy_codes_batch, in sample order). Same quantized values
+// as the float-grid function, so the two differ by the float path's rounding
+// only (bounded in tests/clients/packed_kernels_test.cc); bit-identical on
+// every SIMD path (isa caps the path, as in packed_kernels.h).
+double packed_dense_cross_entropy(std::span<const std::size_t> widths, const arma::fvec& values,
+                                  std::span<const packed::PackedVector> first_rows,
+                                  std::span<const packed::PackedVector> samples, std::span<const std::uint32_t> labels,
+                                  arma::fvec& grad, simd::Isa isa = simd::best_isa());
+
 // One client's minibatch gradients at one precision. Holds scratch buffers, so
 // one instance per thread (not thread-safe); the model is borrowed and must
 // outlive it. Deterministic in (params, batch, rng state).
@@ -141,6 +166,9 @@ class QuantizedCompute {
   // The integer path of double sampling (false: a grid is not finite, nothing drawn).
   bool packed_least_squares(const arma::fvec& params, const Dataset& data, std::span<const std::uint32_t> batch,
                             Rng& rng, arma::fvec& grad, double& loss);
+  // The integer path of softmax regression and the MLP (false: a grid is not finite, nothing drawn).
+  bool packed_dense(const arma::fvec& params, const Dataset& data, std::span<const std::uint32_t> batch, Rng& rng,
+                    arma::fvec& grad, double& loss);
 
   const Model& model_;
   Precision precision_;
@@ -158,6 +186,12 @@ class QuantizedCompute {
   bool packed_ = false;  // bits 2, 4 or 8 and a least-squares form: integer kernels
   packed::PackedVector packed_w_;
   std::vector<packed::PackedVector> packed_outer_, packed_inner_;
+  // The network's widths when the model is softmax regression or an MLP at 2,
+  // 4 or 8 bits (packed_dense); empty otherwise.
+  std::vector<std::size_t> dense_widths_;
+  std::vector<packed::PackedVector> packed_rows_;
+  std::vector<std::uint32_t> labels_;
+  std::vector<UniformGrid> sample_grids_;
   std::vector<std::uint8_t> codes_;
 };
 

@@ -14,13 +14,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "clients/quantized_compute.h"
 #include "clients/zipml_markers.h"
 #include "core/base/errors.h"
+#include "core/base/config.h"
 #include "core/base/rng.h"
+#include "core/models/mlp.h"
+#include "core/models/model_kernels.h"
+#include "core/models/softmax_regression.h"
 #include "server/scenario.h"
 #include "server/simulation.h"
 
@@ -70,6 +75,13 @@ void check_path(simd::Isa isa) {
       }
       packed::axpy_codes(alpha, beta, pa.data(), n, bits, y.data(), isa);
       EXPECT_EQ(y, expected);  // including the 3 guard values past n
+      // The batched axpy: bit for bit successive axpy_codes calls (three vectors).
+      std::vector<float> yb(y), ys(y);
+      const float alphas[3] = {0.5f, -1.25e-3f, 3.0f}, betas[3] = {-0.02f, 7.5f, 1e-4f};
+      const std::uint8_t* vectors[3] = {pa.data(), pb.data(), pa.data()};
+      packed::axpy_codes_batch(alphas, betas, vectors, 3, n, bits, yb.data(), isa);
+      for (int j = 0; j < 3; ++j) packed::axpy_codes(alphas[j], betas[j], vectors[j], n, bits, ys.data(), simd::Isa::kBaseline);
+      EXPECT_EQ(yb, ys);
       // The fp32 kernels: bit for bit the baseline's on every path, within
       // gamma_n sum |a b| of the exact dot product.
       std::vector<float> fa(n), fb(n);
@@ -273,6 +285,365 @@ TEST(PackedKernels, PackedDoubleSamplingMatchesTheFloatGridWithinTheBound) {
       for (double r : r2) r2_abs += std::fabs(r) / n;
       EXPECT_LE(std::fabs(static_cast<double>(g_int[dim]) - g_float[dim]), r_bound + 2 * (n + 4) * kU * r2_abs);
       EXPECT_NEAR(loss_int, loss_float, 1e-4 * (1.0 + std::fabs(loss_float)));
+    }
+  }
+}
+
+// A network case for packed_dense_cross_entropy: widths {in, classes}
+// (softmax regression) or {in, hidden, classes} (an MLP), the model
+// quantized per layer as QuantizedCompute does (the first weight layer packed
+// row by row on its one grid), n packed samples, and the same values as
+// floats (the float-grid operands).
+struct DenseCase {
+  std::vector<std::size_t> widths;
+  arma::fvec values;
+  std::vector<packed::PackedVector> rows, samples;
+  std::vector<std::uint32_t> labels;
+  arma::fmat inputs;  // in x n, the samples' grid points
+  std::vector<std::vector<std::uint8_t>> sample_codes;
+};
+
+DenseCase dense_case(std::vector<std::size_t> widths, std::size_t n, int bits, std::uint64_t seed) {
+  DenseCase c;
+  c.widths = widths;
+  Rng rng(seed);
+  std::size_t total = 0;
+  for (std::size_t l = 0; l + 1 < widths.size(); ++l) total += widths[l] * widths[l + 1] + widths[l + 1];
+  arma::fvec params(total);
+  for (float& v : params) v = static_cast<float>(0.3 * rng.normal());
+  const std::size_t in = widths[0], out = widths[1];
+  // First weight layer: one grid, packed row by row; the rest rounded as one
+  // block (any grid points will do here; QuantizedCompute rounds per layer).
+  std::vector<float> w(params.memptr(), params.memptr() + in * out);
+  const UniformGrid grid = uniform_grid(w, bits);
+  std::vector<std::uint8_t> codes(w.size());
+  EXPECT_TRUE(stochastic_codes(w, grid, rng, codes.data()));
+  c.values = params;
+  for (std::size_t i = 0; i < w.size(); ++i) c.values[i] = grid.lo + static_cast<float>(codes[i]) * grid.step;
+  for (std::size_t o = 0; o < out; ++o) {
+    packed::PackedVector row;
+    row.lo = grid.lo;
+    row.step = grid.step;
+    row.bits = bits;
+    row.n = in;
+    packed::pack({codes.data() + o * in, in}, bits, row.bytes);
+    row.code_sum = packed::sum_codes(row.bytes.data(), in, bits);
+    c.rows.push_back(std::move(row));
+  }
+  const std::span<float> rest(c.values.memptr() + in * out, total - in * out);
+  stochastic_quantize(rest, bits, rng, rest);
+  c.inputs.set_size(in, n);
+  for (std::size_t j = 0; j < n; ++j) {
+    std::vector<float> x(in);
+    for (float& v : x) v = static_cast<float>(j % 2 == 0 ? rng.uniform() : rng.normal());  // pixels, and signed
+    c.samples.push_back(quantized(x, bits, rng));
+    std::vector<std::uint8_t> k(in);
+    packed::unpack(c.samples[j].bytes.data(), in, bits, k.data());
+    for (std::size_t i = 0; i < in; ++i) c.inputs(i, j) = c.samples[j].lo + static_cast<float>(k[i]) * c.samples[j].step;
+    c.sample_codes.push_back(std::move(k));
+    c.labels.push_back(static_cast<std::uint32_t>(rng.below(widths.back())));
+  }
+  return c;
+}
+
+// Softmax regression's packed function on one path against a scalar
+// reference, bit for bit: the exact integer dot product combined as
+// affine_dot states, the softmax cross-entropy, and the weight gradient's
+// float axpy over the codes in sample order.
+void check_softmax_path(simd::Isa isa) {
+  for (int bits : kBits) {
+    for (std::size_t in : {1u, 17u, 33u, 785u}) {
+      for (std::size_t classes : {2u, 10u}) {
+        SCOPED_TRACE(std::string(simd::isa_name(isa)) + " bits=" + std::to_string(bits) + " in=" +
+                     std::to_string(in) + " classes=" + std::to_string(classes));
+        const std::size_t n = 5;
+        const DenseCase c = dense_case({in, classes}, n, bits, in * 7 + classes + bits);
+        arma::fvec grad;
+        const double loss = packed_dense_cross_entropy(c.widths, c.values, c.rows, c.samples, c.labels, grad, isa);
+        std::vector<std::vector<std::uint8_t>> row_codes(classes, std::vector<std::uint8_t>(in));
+        for (std::size_t o = 0; o < classes; ++o) packed::unpack(c.rows[o].bytes.data(), in, bits, row_codes[o].data());
+        arma::fmat z(classes, n);
+        for (std::size_t j = 0; j < n; ++j) {
+          for (std::size_t o = 0; o < classes; ++o) {
+            std::uint64_t d = 0, sw = 0, sa = 0;
+            for (std::size_t i = 0; i < in; ++i) {
+              d += static_cast<std::uint64_t>(row_codes[o][i]) * c.sample_codes[j][i];
+              sw += row_codes[o][i];
+              sa += c.sample_codes[j][i];
+            }
+            const double lw = c.rows[o].lo, la = c.samples[j].lo, stw = c.rows[o].step, sta = c.samples[j].step;
+            const double dot = static_cast<double>(in) * lw * la + lw * sta * static_cast<double>(sa) +
+                               stw * la * static_cast<double>(sw) + stw * sta * static_cast<double>(d);
+            z(o, j) = static_cast<float>(dot + static_cast<double>(c.values[in * classes + o]));
+          }
+        }
+        std::size_t correct = 0;
+        const double expected_loss =
+            model_kernels::softmax_cross_entropy(z, c.labels, 1.0f / static_cast<float>(n), correct) / n;
+        arma::fvec expected(c.values.n_elem, arma::fill::zeros);
+        for (std::size_t o = 0; o < classes; ++o) {
+          for (std::size_t j = 0; j < n; ++j) {
+            const double d = z(o, j);
+            if (d == 0.0) continue;
+            const float alpha = static_cast<float>(d * c.samples[j].lo), beta = static_cast<float>(d * c.samples[j].step);
+            for (std::size_t i = 0; i < in; ++i) {
+              float t = static_cast<float>(c.sample_codes[j][i]) * beta;
+              t = t + alpha;
+              expected[o * in + i] = expected[o * in + i] + t;
+            }
+          }
+        }
+        arma::fvec bias_grad(expected.memptr() + in * classes, classes, false, true);
+        bias_grad += arma::sum(z, 1);
+        EXPECT_EQ(loss, expected_loss);
+        EXPECT_TRUE(std::equal(grad.begin(), grad.end(), expected.begin(), expected.end()));
+      }
+    }
+  }
+}
+
+TEST(PackedKernels, PackedSoftmaxBaselinePathIsTheScalarReference) { check_softmax_path(simd::Isa::kBaseline); }
+
+TEST(PackedKernels, PackedSoftmaxAvx2PathIsTheScalarReference) {
+  if (simd::cpu_isa() < simd::Isa::kAvx2) GTEST_SKIP() << "this CPU has no AVX2: the AVX2 path is not tested here";
+  check_softmax_path(simd::Isa::kAvx2);
+}
+
+TEST(PackedKernels, PackedSoftmaxAvx512PathIsTheScalarReference) {
+  if (simd::cpu_isa() < simd::Isa::kAvx512)
+    GTEST_SKIP() << "this CPU has no AVX-512: the AVX-512 path is not tested here (run on an AVX-512 machine)";
+  check_softmax_path(simd::Isa::kAvx512);
+}
+
+// The packed network function (the definition below fp32) against the
+// model's own float kernels on the same quantized values. Stated bound, from
+// the exact (long double) values, first order, u = 2^-24, g(m) = m u / (1 - m u):
+//  - first-layer pre-activation z1_oj: E1 = 2 g(in + 2) M1 (M1 = sum_i |w_oi a_ij| + |b_o|);
+//  - (MLP) hidden ReLU 1-Lipschitz (the case asserts no unit within E1 of 0,
+//    where the two paths could clip differently), logits z2: E2 = sum_o |w2_co| E1_oj + 2 g(hidden + 2) M2;
+//  - softmax: |dp_c| <= p_c (2.5 max_c E + 2 (classes + 6) u + 2 u |z_c - max z|),
+//    delta = (p - y) / n with 2 u |delta| more;
+//  - a weight gradient: sum_j (|d delta| |x| + |delta| |dx|) + 2 g(n + 3) sum_j |delta| (|lo_j| + step_j k_ij)
+//    (the float GEMM's accumulation and the axpy's three roundings per term);
+//    the hidden delta through W2: sum_c |w2| |d delta| + 2 g(classes + 1) sum_c |w2 delta|;
+//  - the loss: (1/n) sum_j (2 max_c E + 2 (classes + 4) u (1 + loss_j + |z_y - max z|)).
+void check_against_float_grid(const DenseCase& c, const Model& model) {
+  using Real = long double;
+  const std::size_t in = c.widths[0], n = c.samples.size(), classes = c.widths.back();
+  const bool hidden = c.widths.size() == 3;
+  const std::size_t out = c.widths[1];
+  auto g = [](double m) { return m * kU / (1.0 - m * kU); };
+  Dataset data;
+  data.features = c.inputs;
+  data.labels = c.labels;
+  data.num_classes = static_cast<std::uint32_t>(classes);
+  std::vector<std::uint32_t> batch(n);
+  for (std::size_t j = 0; j < n; ++j) batch[j] = static_cast<std::uint32_t>(j);
+  arma::fvec g_float, g_int;
+  const double loss_float = model.loss_and_gradient(c.values, data, batch, g_float);
+  const double loss_int = packed_dense_cross_entropy(c.widths, c.values, c.rows, c.samples, c.labels, g_int);
+  ASSERT_EQ(g_int.n_elem, g_float.n_elem);
+  const float* v = c.values.memptr();
+  const std::size_t b1 = in * out;  // first bias offset
+  // First layer, exact.
+  std::vector<Real> z1(out * n), e1(out * n);
+  for (std::size_t j = 0; j < n; ++j)
+    for (std::size_t o = 0; o < out; ++o) {
+      Real z = v[b1 + o], m = std::fabs(static_cast<Real>(v[b1 + o]));
+      for (std::size_t i = 0; i < in; ++i) {
+        z += static_cast<Real>(v[o * in + i]) * c.inputs(i, j);
+        m += std::fabs(static_cast<Real>(v[o * in + i]) * c.inputs(i, j));
+      }
+      z1[o + out * j] = z;
+      e1[o + out * j] = 2 * g(in + 2) * m;
+    }
+  std::vector<Real> h(z1), z(z1), e(e1);
+  const std::size_t w2 = b1 + out, b2 = w2 + out * classes;
+  if (hidden) {
+    for (std::size_t k = 0; k < h.size(); ++k) {
+      ASSERT_GT(std::fabs(z1[k]), e1[k]) << "a hidden unit within rounding of the ReLU's kink: pick another seed";
+      h[k] = std::max(z1[k], Real(0));
+    }
+    z.assign(classes * n, 0);
+    e.assign(classes * n, 0);
+    for (std::size_t j = 0; j < n; ++j)
+      for (std::size_t cl = 0; cl < classes; ++cl) {
+        Real s = v[b2 + cl], m = std::fabs(static_cast<Real>(v[b2 + cl])), prop = 0;
+        for (std::size_t o = 0; o < out; ++o) {
+          const Real w = v[w2 + cl * out + o];
+          s += w * h[o + out * j];
+          m += std::fabs(w * h[o + out * j]);
+          if (z1[o + out * j] > 0) prop += std::fabs(w) * e1[o + out * j];
+        }
+        z[cl + classes * j] = s;
+        e[cl + classes * j] = prop + 2 * g(out + 2) * m;
+      }
+  }
+  // Softmax, its gradient and the bound on its difference.
+  std::vector<Real> delta(classes * n), d_delta(classes * n);
+  Real loss_bound = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    Real mx = z[classes * j], emax = 0, sum = 0;
+    for (std::size_t cl = 0; cl < classes; ++cl) {
+      mx = std::max(mx, z[cl + classes * j]);
+      emax = std::max(emax, e[cl + classes * j]);
+    }
+    for (std::size_t cl = 0; cl < classes; ++cl) sum += std::exp(z[cl + classes * j] - mx);
+    for (std::size_t cl = 0; cl < classes; ++cl) {
+      const Real shift = std::fabs(z[cl + classes * j] - mx);
+      const Real p = std::exp(z[cl + classes * j] - mx) / sum;
+      const Real d = (p - (cl == c.labels[j] ? 1 : 0)) / n;
+      delta[cl + classes * j] = d;
+      d_delta[cl + classes * j] = p * (2.5L * emax + 2 * (classes + 6) * kU + 2 * kU * shift) / n + 2 * kU * std::fabs(d);
+    }
+    const Real loss_j = std::log(sum) - (z[c.labels[j] + classes * j] - mx);
+    loss_bound += (2 * emax + 2 * (classes + 4) * kU * (1 + loss_j + std::fabs(z[c.labels[j] + classes * j] - mx))) / n;
+  }
+  EXPECT_LE(std::fabs(loss_int - loss_float), loss_bound);
+  std::vector<Real> delta1(delta), d_delta1(d_delta);
+  if (hidden) {
+    // Output layer gradients, then the hidden delta through W2 and the ReLU.
+    for (std::size_t cl = 0; cl < classes; ++cl) {
+      Real bias_bound = 0, bias_mag = 0;
+      for (std::size_t o = 0; o < out; ++o) {
+        Real bound = 0, mag = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+          bound += d_delta[cl + classes * j] * h[o + out * j] + std::fabs(delta[cl + classes * j]) * e1[o + out * j];
+          mag += std::fabs(delta[cl + classes * j] * h[o + out * j]);
+        }
+        bound += 2 * g(n + 3) * mag;
+        const std::size_t k = w2 + cl * out + o;
+        EXPECT_LE(std::fabs(static_cast<Real>(g_int[k]) - g_float[k]), bound) << "output weight " << cl << "," << o;
+      }
+      for (std::size_t j = 0; j < n; ++j) {
+        bias_bound += d_delta[cl + classes * j];
+        bias_mag += std::fabs(delta[cl + classes * j]);
+      }
+      EXPECT_LE(std::fabs(static_cast<Real>(g_int[b2 + cl]) - g_float[b2 + cl]), bias_bound + 2 * g(n + 3) * bias_mag);
+    }
+    delta1.assign(out * n, 0);
+    d_delta1.assign(out * n, 0);
+    for (std::size_t j = 0; j < n; ++j)
+      for (std::size_t o = 0; o < out; ++o) {
+        if (!(z1[o + out * j] > 0)) continue;
+        Real s = 0, bound = 0, mag = 0;
+        for (std::size_t cl = 0; cl < classes; ++cl) {
+          const Real w = v[w2 + cl * out + o];
+          s += w * delta[cl + classes * j];
+          bound += std::fabs(w) * d_delta[cl + classes * j];
+          mag += std::fabs(w * delta[cl + classes * j]);
+        }
+        delta1[o + out * j] = s;
+        d_delta1[o + out * j] = bound + 2 * g(classes + 1) * mag;
+      }
+  }
+  // First layer gradients.
+  for (std::size_t o = 0; o < out; ++o) {
+    for (std::size_t i = 0; i < in; ++i) {
+      Real bound = 0, mag = 0;
+      for (std::size_t j = 0; j < n; ++j) {
+        bound += d_delta1[o + out * j] * std::fabs(static_cast<Real>(c.inputs(i, j)));
+        mag += std::fabs(delta1[o + out * j]) *
+               (std::fabs(static_cast<Real>(c.samples[j].lo)) + static_cast<Real>(c.samples[j].step) * c.sample_codes[j][i]);
+      }
+      bound += 2 * g(n + 3) * mag;
+      const std::size_t k = o * in + i;
+      EXPECT_LE(std::fabs(static_cast<Real>(g_int[k]) - g_float[k]), bound) << "first-layer weight " << o << "," << i;
+    }
+    Real bound = 0, mag = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+      bound += d_delta1[o + out * j];
+      mag += std::fabs(delta1[o + out * j]);
+    }
+    EXPECT_LE(std::fabs(static_cast<Real>(g_int[b1 + o]) - g_float[b1 + o]), bound + 2 * g(n + 3) * mag);
+  }
+}
+
+TEST(PackedKernels, PackedSoftmaxMatchesTheFloatGridWithinTheBound) {
+  for (int bits : kBits) {
+    for (std::size_t in : {5u, 33u, 784u}) {
+      SCOPED_TRACE("bits=" + std::to_string(bits) + " in=" + std::to_string(in));
+      const SoftmaxRegression model(Config::parse_string("{}\n", "test.yaml"), ModelInput{in, 10});
+      check_against_float_grid(dense_case({in, 10}, 13, bits, in * 13 + bits), model);
+    }
+  }
+}
+
+TEST(PackedKernels, PackedMlpMatchesTheFloatGridWithinTheBound) {
+  for (int bits : kBits) {
+    for (std::size_t in : {5u, 33u, 784u}) {
+      SCOPED_TRACE("bits=" + std::to_string(bits) + " in=" + std::to_string(in));
+      const Mlp model(Config::parse_string("hidden: [16]\n", "test.yaml"), ModelInput{in, 10});
+      check_against_float_grid(dense_case({in, 16, 10}, 13, bits, in * 17 + bits), model);
+    }
+  }
+}
+
+TEST(PackedKernels, PackedMlpIsBitIdenticalOnEveryPath) {
+  if (simd::cpu_isa() < simd::Isa::kAvx512)
+    std::printf("this CPU has no AVX-512: the packed MLP's AVX-512 path is not tested here\n");
+  for (int bits : kBits) {
+    const DenseCase c = dense_case({33, 7, 3}, 5, bits, 100 + bits);
+    arma::fvec base, other;
+    const double loss = packed_dense_cross_entropy(c.widths, c.values, c.rows, c.samples, c.labels, base,
+                                                   simd::Isa::kBaseline);
+    for (simd::Isa isa : {simd::Isa::kAvx2, simd::Isa::kAvx512}) {
+      if (simd::cpu_isa() < isa) continue;  // said above
+      EXPECT_EQ(packed_dense_cross_entropy(c.widths, c.values, c.rows, c.samples, c.labels, other, isa), loss);
+      EXPECT_TRUE(std::equal(base.begin(), base.end(), other.begin(), other.end())) << simd::isa_name(isa);
+    }
+  }
+}
+
+// QuantizedCompute takes the packed path for softmax regression and the MLP
+// with the float-grid path's draws in its order (model layers, samples,
+// gradient layers): the same number of draws, the same loss within rounding,
+// and every gradient coordinate within one step of its layer's grid (the
+// gradient is rounded with the same uniforms onto grids that differ by rounding).
+TEST(PackedKernels, QuantizedComputeDrawsAsTheFloatGridPath) {
+  const Config empty = Config::parse_string("{}\n", "test.yaml");
+  const SoftmaxRegression softmax(empty, ModelInput{20, 4});
+  const Mlp mlp(Config::parse_string("hidden: [8]\n", "test.yaml"), ModelInput{20, 4});
+  Dataset data;
+  Rng data_rng(4);
+  data.features.set_size(20, 12);
+  for (float& x : data.features) x = static_cast<float>(data_rng.uniform());
+  for (std::size_t j = 0; j < 12; ++j) data.labels.push_back(static_cast<std::uint32_t>(data_rng.below(4)));
+  data.num_classes = 4;
+  const std::vector<std::uint32_t> batch = {3, 0, 7, 11, 5};
+  for (const Model* model : {static_cast<const Model*>(&softmax), static_cast<const Model*>(&mlp)}) {
+    for (Precision precision : {Precision::kInt8, Precision::kInt4, Precision::kInt2}) {
+      const int bits = precision_bits(precision);
+      SCOPED_TRACE("params=" + std::to_string(model->num_params()) + " bits=" + std::to_string(bits));
+      arma::fvec params(model->num_params());
+      Rng init(9);
+      for (float& v : params) v = static_cast<float>(0.2 * init.normal());
+      Rng r1(21), r2(21);
+      QuantizedCompute compute(*model, precision);
+      arma::fvec g_packed, g_float;
+      const double loss_packed = compute.loss_and_gradient(params, data, batch, r1, g_packed);
+      // The float-grid path by hand.
+      arma::fvec q = params;
+      for (const Layer& layer : model->layers())
+        stochastic_quantize({q.memptr() + layer.offset, layer.size}, bits, r2, {q.memptr() + layer.offset, layer.size});
+      Dataset quantized_batch;
+      quantized_batch.features.set_size(20, batch.size());
+      quantized_batch.num_classes = 4;
+      for (std::size_t j = 0; j < batch.size(); ++j) {
+        stochastic_quantize({data.features.colptr(batch[j]), 20}, bits, r2, {quantized_batch.features.colptr(j), 20});
+        quantized_batch.labels.push_back(data.labels[batch[j]]);
+      }
+      const std::vector<std::uint32_t> order = {0, 1, 2, 3, 4};
+      const double loss_float = model->loss_and_gradient(q, quantized_batch, order, g_float);
+      for (const Layer& layer : model->layers()) {
+        const UniformGrid grid = uniform_grid({g_float.memptr() + layer.offset, layer.size}, bits);
+        stochastic_quantize({g_float.memptr() + layer.offset, layer.size}, bits, r2,
+                            {g_float.memptr() + layer.offset, layer.size});
+        for (std::size_t i = layer.offset; i < layer.offset + layer.size; ++i)
+          EXPECT_LE(std::fabs(g_packed[i] - g_float[i]), 1.001 * grid.step + 1e-6) << layer.name << " " << i;
+      }
+      EXPECT_EQ(r1(), r2());
+      EXPECT_NEAR(loss_packed, loss_float, 1e-5 * (1 + std::fabs(loss_float)));
     }
   }
 }
