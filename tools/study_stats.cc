@@ -145,7 +145,7 @@ std::string format_mean_ci(const MeanCi& m, int digits, double scale) {
 
 RunFigures run_figures(const CsvTable& metrics, const std::vector<double>& targets, const std::string& file) {
   const std::size_t round = metrics.column("round", file), acc = metrics.column("test_accuracy", file),
-                    up = metrics.column("bytes_up", file), down = metrics.column("bytes_down", file),
+                    loss = metrics.column("test_loss", file), up = metrics.column("bytes_up", file), down = metrics.column("bytes_down", file),
                     time = metrics.column("sim_time_s", file), energy = metrics.column("energy_j", file);
   RunFigures f;
   f.to_target.resize(targets.size());
@@ -158,6 +158,7 @@ RunFigures run_figures(const CsvTable& metrics, const std::vector<double>& targe
     if (row[acc].empty()) continue;
     const double a = parse_number(row[acc], file, "test_accuracy");
     f.final_accuracy = a;
+    f.final_test_loss = parse_number(row[loss], file, "test_loss");
     f.best_accuracy = evaluated ? std::max(f.best_accuracy, a) : a;
     evaluated = true;
     for (std::size_t t = 0; t < targets.size(); ++t)

@@ -48,6 +48,7 @@ struct ToTarget {
 struct RunFigures {
   double final_accuracy = 0.0;  // at the last evaluated round
   double best_accuracy = 0.0;
+  double final_test_loss = 0.0;  // at the last evaluated round (the figure of regression runs)
   double bytes_up = 0.0;        // totals over the run
   double bytes_down = 0.0;
   double sim_time_s = 0.0;

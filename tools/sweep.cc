@@ -190,6 +190,7 @@ std::vector<ConfigSummary> summarize_runs(const Study& study, const std::string&
     };
     s.final_accuracy = stat([](const RunFigures& f) { return f.final_accuracy; });
     s.best_accuracy = stat([](const RunFigures& f) { return f.best_accuracy; });
+    s.final_test_loss = stat([](const RunFigures& f) { return f.final_test_loss; });
     s.bytes_up = stat([](const RunFigures& f) { return f.bytes_up; });
     s.bytes_down = stat([](const RunFigures& f) { return f.bytes_down; });
     s.sim_time_s = stat([](const RunFigures& f) { return f.sim_time_s; });
@@ -260,7 +261,8 @@ void write_summary_csv(const Study& study, const std::vector<ConfigSummary>& sum
   csv << "config";
   for (const StudyAxis& a : study.axes) csv << "," << a.name;
   csv << ",seeds";
-  for (const char* m : {"final_accuracy", "best_accuracy", "bytes_up", "bytes_down", "sim_time_s", "energy_j"})
+  for (const char* m :
+       {"final_accuracy", "best_accuracy", "final_test_loss", "bytes_up", "bytes_down", "sim_time_s", "energy_j"})
     csv << "," << m << "_mean," << m << "_ci95";
   for (double target : study.targets) {
     const std::string t = target_text(target);
@@ -275,7 +277,8 @@ void write_summary_csv(const Study& study, const std::vector<ConfigSummary>& sum
     csv << study.configs[c].label;
     for (const std::string& l : study.configs[c].axis_labels) csv << "," << l;
     csv << "," << s.seeds;
-    for (const MeanCi* m : {&s.final_accuracy, &s.best_accuracy, &s.bytes_up, &s.bytes_down, &s.sim_time_s, &s.energy_j})
+    for (const MeanCi* m : {&s.final_accuracy, &s.best_accuracy, &s.final_test_loss, &s.bytes_up, &s.bytes_down,
+                            &s.sim_time_s, &s.energy_j})
       cells(*m);
     for (const TargetSummary& t : s.targets) {
       csv << "," << t.reached;
@@ -316,7 +319,8 @@ struct SummaryTable {
 
 SummaryTable summary_table(const Study& study, const std::vector<ConfigSummary>& summary) {
   SummaryTable t;
-  t.header = {"configuration", "seeds", "final accuracy", "best accuracy", "uplink MB", "sim time s", "energy J"};
+  t.header = {"configuration", "seeds",      "final accuracy", "best accuracy", "final test loss",
+              "uplink MB",     "sim time s", "energy J"};
   for (double target : study.targets) {
     const std::string x = target_text(target);
     for (const std::string& h : {"reached " + x, "rounds to " + x, "uplink MB to " + x, "sim s to " + x, "J to " + x})
@@ -327,7 +331,8 @@ SummaryTable summary_table(const Study& study, const std::vector<ConfigSummary>&
   for (std::size_t c = 0; c < study.configs.size(); ++c) {
     const ConfigSummary& s = summary[c];
     std::vector<std::string> row{study.configs[c].label, std::to_string(s.seeds), format_mean_ci(s.final_accuracy, 4),
-                                 format_mean_ci(s.best_accuracy, 4), format_mean_ci(s.bytes_up, 2, 1e-6), format_mean_ci(s.sim_time_s, 1),
+                                 format_mean_ci(s.best_accuracy, 4), format_mean_ci(s.final_test_loss, 4),
+                                 format_mean_ci(s.bytes_up, 2, 1e-6), format_mean_ci(s.sim_time_s, 1),
                                  format_mean_ci(s.energy_j, 1)};
     for (const TargetSummary& ts : s.targets) {
       row.push_back(std::to_string(ts.reached) + "/" + std::to_string(s.seeds));

@@ -84,7 +84,7 @@ struct TargetSummary {
 
 struct ConfigSummary {
   std::size_t seeds = 0;
-  MeanCi final_accuracy, best_accuracy, bytes_up, bytes_down, sim_time_s, energy_j;
+  MeanCi final_accuracy, best_accuracy, final_test_loss, bytes_up, bytes_down, sim_time_s, energy_j;
   std::vector<TargetSummary> targets;  // one per study target
 };
 

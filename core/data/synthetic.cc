@@ -22,6 +22,8 @@ Dataset regression_part(const SyntheticRegressionSpec& spec, const arma::fvec& w
   d.name = name;
   d.features.set_size(spec.dim, n);
   fill_normal(d.features, rng, 1.0);
+  if (spec.lognormal_sigma > 0.0)
+    d.features.transform([&](float z) { return static_cast<float>(std::exp(spec.lognormal_sigma * z)); });
   d.targets = (w.t() * d.features).t();
   for (std::size_t i = 0; i < n; ++i) d.targets[i] += static_cast<float>(spec.noise * rng.normal());
   return d;
@@ -52,6 +54,8 @@ class SyntheticRegressionSource final : public DataSource {
     spec_.test_samples = static_cast<std::size_t>(c.get_int("test_samples", 2000, 1, kMaxSamples));
     spec_.dim = static_cast<std::size_t>(c.get_int("dim", 100, 1, kMaxDim));
     spec_.noise = c.get_double("noise", 0.1, 0.0, 1e6);
+    if (c.get_choice("features", "gaussian", {"gaussian", "lognormal"}) == "lognormal")
+      spec_.lognormal_sigma = c.get_double("sigma", 1.0, 0.01, 4.0);
   }
   DataSplit load(std::uint64_t seed) const override { return make_synthetic_regression(spec_, seed).data; }
 
@@ -77,7 +81,7 @@ class SyntheticClassificationSource final : public DataSource {
 FEDSIM_REGISTER(
     DataSourceRegistry, "synthetic_regression",
     [](const Config& c) -> std::unique_ptr<DataSource> { return std::make_unique<SyntheticRegressionSource>(c); },
-    "Gaussian features, y = w*^T a + noise (train_samples, test_samples, dim, noise)");
+    "Gaussian or log-normal features, y = w*^T a + noise (train_samples, test_samples, dim, noise, features, sigma)");
 FEDSIM_REGISTER(
     DataSourceRegistry, "synthetic_classification",
     [](const Config& c) -> std::unique_ptr<DataSource> {

@@ -147,13 +147,13 @@ CsvTable table(const std::string& text) {
 
 TEST(StudyStats, TimeToTargetIsTheFirstEvaluatedRoundAtOrAboveIt) {
   const CsvTable t = table(
-      "round,sim_time_s,test_accuracy,bytes_up,bytes_down,energy_j\n"
-      "1,1.5,,100,10,0.5\n"
-      "2,3.0,0.70,100,10,0.5\n"
-      "3,4.5,,100,10,0.5\n"     // not evaluated: cannot count, even if it would have been above
-      "4,6.0,0.80,100,10,0.5\n"  // exactly the target: reached here
-      "5,7.5,0.79,100,10,0.5\n"
-      "6,9.0,0.85,100,10,0.5\n");
+      "round,sim_time_s,test_accuracy,test_loss,bytes_up,bytes_down,energy_j\n"
+      "1,1.5,,,100,10,0.5\n"
+      "2,3.0,0.70,0.9,100,10,0.5\n"
+      "3,4.5,,,100,10,0.5\n"      // not evaluated: cannot count, even if it would have been above
+      "4,6.0,0.80,0.6,100,10,0.5\n"  // exactly the target: reached here
+      "5,7.5,0.79,0.61,100,10,0.5\n"
+      "6,9.0,0.85,0.5,100,10,0.5\n");
   const RunFigures f = run_figures(t, {0.8, 0.7, 0.9}, "t.csv");
   ASSERT_TRUE(f.to_target[0].has_value());
   EXPECT_EQ(f.to_target[0]->rounds, 4.0);
@@ -165,6 +165,7 @@ TEST(StudyStats, TimeToTargetIsTheFirstEvaluatedRoundAtOrAboveIt) {
   EXPECT_FALSE(f.to_target[2].has_value());
   EXPECT_EQ(f.final_accuracy, 0.85);
   EXPECT_EQ(f.best_accuracy, 0.85);
+  EXPECT_EQ(f.final_test_loss, 0.5);
   EXPECT_EQ(f.bytes_up, 600.0);
   EXPECT_EQ(f.sim_time_s, 9.0);
   EXPECT_NE(error_of([&] { run_figures(table("round,test_accuracy\n1,0.5\n"), {}, "m.csv"); }).find("m.csv: expected a column"),

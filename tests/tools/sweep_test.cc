@@ -167,14 +167,16 @@ TEST(Sweep, SummaryRecomputedFromRunsCsv) {
   auto col = [&](const std::string& name) {
     return static_cast<std::size_t>(std::find(header.begin(), header.end(), name) - header.begin());
   };
-  const std::size_t config = col("config"), seed = col("seed"), round = col("round"), acc = col("test_accuracy");
-  ASSERT_LT(acc, header.size());
-  std::map<std::string, std::map<std::string, double>> final_acc, rounds_to_07;
+  const std::size_t config = col("config"), seed = col("seed"), round = col("round"), acc = col("test_accuracy"),
+                    loss = col("test_loss");
+  ASSERT_LT(loss, header.size());
+  std::map<std::string, std::map<std::string, double>> final_acc, final_loss, rounds_to_07;
   for (std::size_t i = 1; i < runs.size(); ++i) {
     const std::vector<std::string> c = split(runs[i]);
     if (c[acc].empty()) continue;
     const double a = std::stod(c[acc]);
     final_acc[c[config]][c[seed]] = a;
+    final_loss[c[config]][c[seed]] = std::stod(c[loss]);
     if (a >= 0.7 && !rounds_to_07[c[config]].count(c[seed])) rounds_to_07[c[config]][c[seed]] = std::stod(c[round]);
   }
   auto stats = [](const std::map<std::string, double>& v) {
@@ -196,6 +198,9 @@ TEST(Sweep, SummaryRecomputedFromRunsCsv) {
     const auto [mean, ci] = stats(final_acc[label]);
     EXPECT_NEAR(std::stod(c[scol("final_accuracy_mean")]), mean, 1e-9) << label;
     EXPECT_NEAR(std::stod(c[scol("final_accuracy_ci95")]), ci, 1e-8) << label;
+    const auto [loss_mean, loss_ci] = stats(final_loss[label]);
+    EXPECT_NEAR(std::stod(c[scol("final_test_loss_mean")]), loss_mean, 1e-8 * loss_mean) << label;
+    EXPECT_NEAR(std::stod(c[scol("final_test_loss_ci95")]), loss_ci, 1e-7 * loss_mean) << label;
     EXPECT_EQ(std::stoul(c[scol("reached_0.7")]), rounds_to_07[label].size()) << label;
     if (rounds_to_07[label].size() >= 2) {
       const auto [rmean, rci] = stats(rounds_to_07[label]);
