@@ -815,6 +815,35 @@ TEST(SyntheticRegression, RegistrySourceReadsItsSettings) {
       {"<string>:1: dim"});
 }
 
+// features: lognormal gives exp(sigma z) of the Gaussian features z of the
+// same seed (positive, log-mean 0, log-std sigma), targets w*^T a + noise.
+TEST(SyntheticRegression, LogNormalFeaturesAreTheExponentOfTheGaussianOnes) {
+  const auto gaussian = DataSourceRegistry::instance()
+                            .create("test", "synthetic_regression",
+                                    Config::parse_string("train_samples: 2000\ntest_samples: 10\ndim: 5\nnoise: 0\n"))
+                            ->load(3);
+  const auto lognormal =
+      DataSourceRegistry::instance()
+          .create("test", "synthetic_regression",
+                  Config::parse_string("train_samples: 2000\ntest_samples: 10\ndim: 5\nnoise: 0\nfeatures: lognormal\nsigma: 1.5\n"))
+          ->load(3);
+  const arma::fmat& z = gaussian.train.features;
+  const arma::fmat& a = lognormal.train.features;
+  ASSERT_EQ(a.n_rows, 5u);
+  for (std::size_t i = 0; i < a.n_elem; ++i) EXPECT_EQ(a[i], static_cast<float>(std::exp(1.5 * z[i]))) << i;
+  const arma::fvec log_a = arma::vectorise(arma::log(a));
+  EXPECT_NEAR(arma::mean(log_a), 0.0, 0.1);
+  EXPECT_NEAR(arma::stddev(log_a), 1.5, 0.05);
+  const auto truth = make_synthetic_regression(SyntheticRegressionSpec{2000, 10, 5, 0.0}, 3).true_model;
+  EXPECT_LT(arma::abs(lognormal.train.targets - (truth.t() * a).t()).max(), 1e-4f);
+  expect_input_error(
+      [] {
+        DataSourceRegistry::instance().create("test", "synthetic_regression",
+                                              Config::parse_string("features: lognormal\nsigma: 9\n"));
+      },
+      {"<string>:2: sigma"});
+}
+
 TEST(SyntheticClassification, BalancedLabelsAroundTheClassMeans) {
   SyntheticClassificationSpec spec;  // 10 classes, dim 20, 10000 samples
   const auto r = make_synthetic_classification(spec, 4);
