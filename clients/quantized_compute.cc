@@ -300,11 +300,7 @@ double packed_dense_cross_entropy(std::span<const std::size_t> widths, const arm
     const arma::fmat weights_t =
         model_kernels::const_matrix_view(values.memptr() + weight_offset[l], widths[l], widths[l + 1]);
     arma::fmat& next = s.delta[l % 2];
-    next = weights_t * (*delta);
-    const float* a = layer_input.memptr();
-    float* g = next.memptr();
-    for (std::size_t i = 0; i < next.n_elem; ++i)
-      if (a[i] <= 0.0f) g[i] = 0.0f;
+    model_kernels::relu_layer_backward(weights_t, layer_input, *delta, next);
     delta = &next;
   }
   // First layer: row o of the weight gradient accumulates

@@ -13,6 +13,7 @@ namespace fedsim {
 using model_kernels::const_matrix_view;
 using model_kernels::const_vector_view;
 using model_kernels::kChunk;
+using model_kernels::relu_layer_backward;
 
 // Per-thread scratch, so that the const methods stay thread-safe without
 // allocating on every call. activations[0] is the gathered input block;
@@ -109,11 +110,7 @@ double Mlp::loss_and_gradient(const arma::fvec& params, const Dataset& data, std
       // Through W_l, then through the ReLU of layer l's input (zero where it was clipped).
       const arma::fmat weights_t = const_matrix_view(params.memptr() + d.weight_offset, d.in, d.out);
       arma::fmat& next = ws.delta[l % 2];
-      next = weights_t * (*delta);
-      const float* a = layer_input.memptr();
-      float* g = next.memptr();
-      for (std::size_t i = 0; i < next.n_elem; ++i)
-        if (a[i] <= 0.0f) g[i] = 0.0f;
+      relu_layer_backward(weights_t, layer_input, *delta, next);
       delta = &next;
     }
   }

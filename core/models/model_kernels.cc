@@ -78,5 +78,14 @@ double least_squares_block(const arma::fvec& w, float b, const arma::fmat& input
   return half_squares;
 }
 
+void relu_layer_backward(const arma::fmat& weights_t, const arma::fmat& layer_input, const arma::fmat& delta,
+                         arma::fmat& next) {
+  next = weights_t * delta;
+  const float* a = layer_input.memptr();
+  float* g = next.memptr();
+  for (std::size_t i = 0; i < next.n_elem; ++i)
+    if (a[i] <= 0.0f) g[i] = 0.0f;
+}
+
 }  // namespace model_kernels
 }  // namespace fedsim

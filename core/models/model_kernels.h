@@ -40,6 +40,13 @@ inline const arma::fvec const_vector_view(const float* p, std::size_t n) {
   return arma::fvec(const_cast<float*>(p), n, false, true);
 }
 
+// Back-propagation through one ReLU layer (Mlp, and the packed MLP of
+// clients/quantized_compute.h): next = W^T delta (weights_t: in x out, the
+// layer's weights transposed; delta: out x n), then zero where the layer's
+// input (in x n, post-ReLU) was clipped (<= 0). next is reused.
+void relu_layer_backward(const arma::fmat& weights_t, const arma::fmat& layer_input, const arma::fmat& delta,
+                         arma::fmat& next);
+
 // One block of a least-squares objective, shared with LsSvm. inputs: dim x n,
 // targets: n. With residual r = w^T x + b - t per column: returns the sum of
 // 0.5 * r^2; if grad_w is given, adds grad_scale * inputs * r to *grad_w and
