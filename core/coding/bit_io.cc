@@ -176,7 +176,32 @@ void BitReader::read_codes(int width, std::size_t count, std::uint32_t* out) {
     throw DecodeError("payload truncated: needed " + std::to_string(count) + " codes of " + std::to_string(width) +
                       " bits");
   const std::uint64_t code_mask = BitWriter::mask(width);
-  for (std::size_t k = 0; k < count; ++k) {
+  std::size_t k = 0;
+  // Each code from its own unaligned word load while 8 bytes can be loaded at
+  // its first byte (a code and its offset in that byte take at most 39 bits):
+  // no refill branch.
+  std::uint64_t bit = static_cast<std::uint64_t>(pos_) * 8 - static_cast<std::uint64_t>(filled_);
+  const std::uint64_t limit = in_.size() >= 8 ? (static_cast<std::uint64_t>(in_.size()) - 7) * 8 : 0;
+  if (bit < limit && count > 0) {
+    const std::uint64_t w = static_cast<std::uint64_t>(width);
+    const std::size_t fast = static_cast<std::size_t>(std::min<std::uint64_t>(count, (limit - bit + w - 1) / w));
+    const std::uint8_t* data = in_.data();
+    for (; k < fast; ++k) {
+      std::uint64_t word;
+      std::memcpy(&word, data + bit / 8, 8);
+      out[k] = static_cast<std::uint32_t>((word >> (bit % 8)) & code_mask);
+      bit += w;
+    }
+    // The reader's state at `bit`: the rest of its byte in acc_.
+    pos_ = static_cast<std::size_t>(bit / 8);
+    acc_ = 0;
+    filled_ = 0;
+    if (bit % 8 != 0) {
+      acc_ = static_cast<std::uint64_t>(in_[pos_++]) >> (bit % 8);
+      filled_ = 8 - static_cast<int>(bit % 8);
+    }
+  }
+  for (; k < count; ++k) {
     if (filled_ < width) refill(width);
     out[k] = static_cast<std::uint32_t>(acc_ & code_mask);
     acc_ >>= width;

@@ -23,6 +23,7 @@
 // its output) std::invalid_argument, so that the two always agree.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -51,7 +52,12 @@ class RandomizedHadamard {
   // x <- H D x and its inverse x <- D H x, blockwise, in place.
   void rotate(std::span<float> x) const;
   void unrotate(std::span<float> x) const;
-  std::size_t dim() const { return signs_.size(); }
+  // out <- H D x (the same floats as rotate(); out must not overlap x unless
+  // it is x).
+  void rotate(std::span<const float> x, std::span<float> out) const;
+  // unrotate(x), then whether every value of x is finite.
+  bool unrotate_finite(std::span<float> x) const;
+  std::size_t dim() const { return dim_; }
   // The SIMD variant of the butterflies (default simd::best_isa(); a
   // narrower one if the CPU lacks it): every variant gives the same floats.
   void use_isa(simd::Isa isa) { isa_ = isa; }
@@ -59,7 +65,12 @@ class RandomizedHadamard {
 
  private:
   std::vector<Block> blocks_;
-  std::vector<float> signs_;  // D, +-1
+  // D: bit i % 64 of word i / 64 set = -1 (read as bytes, 8 coordinates each).
+  const std::uint8_t* sign_bits() const { return reinterpret_cast<const std::uint8_t*>(sign_words_.data()); }
+  static_assert(std::endian::native == std::endian::little, "sign bits are read as little-endian bytes");
+
+  std::size_t dim_;
+  std::vector<std::uint64_t> sign_words_;
   simd::Isa isa_ = simd::best_isa();
 };
 

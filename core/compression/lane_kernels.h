@@ -33,6 +33,7 @@ void expand_sign_bits(const std::uint8_t* bits, std::size_t n, float magnitude, 
 
 // The same on the variant for `isa` (a narrower one if the CPU lacks it), for
 // the tests that compare the variants.
+void write_codes(BitWriter& w, const std::uint32_t* codes, std::size_t m, int width, simd::Isa isa);
 void pack_top_bits(const std::uint32_t* words, std::size_t n, std::uint8_t* out, simd::Isa isa);
 void expand_sign_bits(const std::uint8_t* bits, std::size_t n, float magnitude, bool invert, float* out,
                       simd::Isa isa);

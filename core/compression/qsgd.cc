@@ -202,84 +202,184 @@ void quantize_block(QuantizeKernel kernel, int pack_width, const BlockParams& p,
     std::memcpy(packed + full / 8 * pack_width, packed_pad, 2 * static_cast<std::size_t>(pack_width));
 }
 
-// Appends `full` finished words and `filled` bits of `acc` to `w`.
-void append_words(BitWriter& w, const std::uint64_t* words, std::size_t full, std::uint64_t acc, int filled) {
-  w.write_stream(reinterpret_cast<const std::uint8_t*>(words), 64 * static_cast<std::uint64_t>(full));
-  w.write(acc, filled);
+// Elias entries with a short gap and level, as {bits, length << 32}, so
+// that an entry's length is the sum of its parts' high halves.
+// Gap g < 256: omega(g). Signed level d, |d| <= 256, at d + 256: the sign bit
+// then omega(|d|). Taken from BitWriter itself, so the same bits.
+constexpr std::size_t kShortGap = 256;
+constexpr std::size_t kShortLevel = 256;
+std::uint64_t written_bits(void (*write)(BitWriter&, std::uint64_t), std::uint64_t value) {
+  Bytes bytes;
+  std::uint64_t length;
+  {
+    BitWriter w(bytes);
+    write(w, value);
+    length = w.bit_count();
+  }
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, bytes.data(), bytes.size());
+  return bits | (length << 32);
+}
+const std::array<std::uint64_t, kShortGap>& gap_codes() {
+  static const auto table = [] {
+    std::array<std::uint64_t, kShortGap> t{};
+    for (std::uint64_t g = 1; g < kShortGap; ++g)
+      t[g] = written_bits([](BitWriter& w, std::uint64_t v) { w.write_omega(v); }, g);
+    return t;
+  }();
+  return table;
+}
+const std::array<std::uint64_t, 2 * kShortLevel>& level_codes() {
+  static const auto table = [] {
+    std::array<std::uint64_t, 2 * kShortLevel> t{};
+    for (std::uint64_t i = 0; i < 2 * kShortLevel; ++i) {
+      if (i == kShortLevel) continue;  // level 0 is not coded
+      t[i] = written_bits(
+          [](BitWriter& w, std::uint64_t v) {
+            const bool neg = v < kShortLevel;
+            w.write_bit(neg);
+            w.write_omega(neg ? kShortLevel - v : v - kShortLevel);
+          },
+          i);
+    }
+    return t;
+  }();
+  return table;
+}
+
+// A bucket's Elias entries, gathered in a local byte buffer (kept apart
+// from a BitWriter's state, which every store into its byte buffer may
+// alias) and handed to `out` in whole words, so that `out` stays word-aligned.
+struct EntryWriter {
+  static constexpr std::size_t kBytes = 4096;
+  explicit EntryWriter(BitWriter& out) : out(out) {}
+  // Hands over the whole words buffered; `reserve` bytes stay free.
+  void make_room(std::size_t reserve) {
+    if (pos + reserve <= kBytes) return;
+    const std::size_t whole = pos / 8 * 8;
+    out.write_stream(buffer, 8 * static_cast<std::uint64_t>(whole));
+    std::memmove(buffer, buffer + whole, pos - whole);
+    pos -= whole;
+  }
+  // Everything, bits in flight included (the end of the bucket, or a long entry next).
+  void finish() {
+    out.write_stream(buffer, 8 * static_cast<std::uint64_t>(pos));
+    out.write(acc, static_cast<int>(filled));
+    pos = 0;
+    acc = 0;
+    filled = 0;
+  }
+
+  BitWriter& out;
+  std::uint8_t buffer[kBytes + 8];
+  std::size_t pos = 0;       // bytes of buffer finished
+  std::uint64_t acc = 0;     // the next `filled` bits
+  std::uint64_t filled = 0;  // < 8 between entries
+};
+
+// Bit k of out[k / 8] set iff codes[k] != s (level k non-zero), for k < m;
+// the bits of the last byte past m are zero.
+[[gnu::always_inline]] inline void nonzero_bits_impl(const std::uint32_t* codes, std::size_t m, std::uint32_t s,
+                                                     std::uint8_t* out) {
+  using simd::u32x8;
+  const u32x8 shift = {0, 1, 2, 3, 4, 5, 6, 7};
+  const u32x8 sv = u32x8{} + s;
+  std::size_t k = 0;
+  for (; k + 8 <= m; k += 8) {
+    u32x8 c;
+    std::memcpy(&c, codes + k, sizeof c);
+    // Codes are below 2^25: one of c - s and s - c is negative iff c != s.
+    u32x8 b = (((c - sv) | (sv - c)) >> 31) << shift;
+    b |= __builtin_shufflevector(b, b, 4, 5, 6, 7, 0, 1, 2, 3);
+    b |= __builtin_shufflevector(b, b, 2, 3, 0, 1, 6, 7, 4, 5);
+    b |= __builtin_shufflevector(b, b, 1, 0, 3, 2, 5, 4, 7, 6);
+    out[k / 8] = static_cast<std::uint8_t>(b[0]);
+  }
+  if (k < m) {
+    std::uint8_t last = 0;
+    for (std::size_t j = k; j < m; ++j) last = static_cast<std::uint8_t>(last | ((codes[j] != s ? 1u : 0u) << (j - k)));
+    out[k / 8] = last;
+  }
+}
+FEDSIM_TARGET_AVX2 void nonzero_bits_avx2(const std::uint32_t* codes, std::size_t m, std::uint32_t s,
+                                          std::uint8_t* out) {
+  nonzero_bits_impl(codes, m, s, out);
+}
+void nonzero_bits_baseline(const std::uint32_t* codes, std::size_t m, std::uint32_t s, std::uint8_t* out) {
+  nonzero_bits_impl(codes, m, s, out);
 }
 
 // Elias coding of one block's non-zeros: omega(gap), sign bit, omega(level)
-// each. Branch-free over the coordinates, since with s ~ sqrt(n) about half
-// of them are zero at random; runs of 8 zeros (the sparse case) are skipped.
-// Bits gather in local words (kept in registers, unlike a BitWriter's state,
-// which every store into its byte buffer may alias) and go to `w` in bulk.
+// each. The non-zeros are found from a bit mask of 64 coordinates at a time
+// (with s ~ sqrt(n) about half of the coordinates are zero, at random, which
+// a branch per coordinate would mispredict), and a short entry is two table
+// look-ups and a store, without a branch per byte or word.
 // `last` is the 1-based position of the previous non-zero in the bucket.
 // Returns the number of non-zeros.
-[[gnu::noinline]] std::size_t code_entries(BitWriter& w, const std::uint32_t* codes, std::size_t m, std::size_t c0,
-                                           std::uint32_t s, std::size_t& last_nonzero) {
-  constexpr std::size_t kShort = BitWriter::kOmegaTableSize;
-  constexpr std::size_t kWords = 256;
-  std::uint64_t words[kWords] = {};  // initialised only to keep -Wmaybe-uninitialized quiet
-  std::size_t full = 0;  // words done
-  std::uint64_t acc = 0;
-  int filled = 0;  // < 64
+[[gnu::noinline]] std::size_t code_entries(EntryWriter& ew, const std::uint32_t* codes, std::size_t m,
+                                           std::size_t c0, std::uint32_t s, std::size_t& last_nonzero) {
+  // 64 short entries take at most 64 * 31 bits; the last stores 8 bytes.
+  constexpr std::size_t kGroupBytes = 64 * 31 / 8 + 16;
+  static const auto find_nonzeros = simd::pick(simd::best_isa(), nonzero_bits_avx2, nonzero_bits_avx2,
+                                               nonzero_bits_baseline);
+  const std::uint64_t* const gaps = gap_codes().data();
+  const std::uint64_t* const levels = level_codes().data();
+  std::uint8_t nonzero[kBlock / 8 + 8];
+  find_nonzeros(codes, m, s, nonzero);
   std::size_t last = last_nonzero;
   std::size_t count = 0;
-  std::size_t k = 0;
-  while (k < m) {
-    const std::size_t end = std::min(m, k + 8);
-    if (end == k + 8) {
-      std::uint32_t any = 0;
-      for (std::size_t j = k; j < end; ++j) any |= codes[j] ^ s;
-      if (any == 0) {
-        k = end;
-        continue;
-      }
+  // Signed level + kShortLevel, as an unsigned index.
+  const std::uint32_t bias = s - static_cast<std::uint32_t>(kShortLevel);
+  std::uint8_t* buffer = ew.buffer;
+  std::size_t pos = ew.pos;
+  std::uint64_t acc = ew.acc;
+  std::uint64_t filled = ew.filled;
+  for (std::size_t k0 = 0; k0 < m; k0 += 64) {
+    std::uint64_t mask = 0;
+    std::memcpy(&mask, nonzero + k0 / 8, std::min<std::size_t>(8, (m - k0 + 7) / 8));
+    if (pos + kGroupBytes > EntryWriter::kBytes) {
+      ew.pos = pos;
+      ew.make_room(kGroupBytes);
+      pos = ew.pos;
     }
-    if (full + 8 > kWords) {  // 8 short entries take at most 8 * 29 bits
-      append_words(w, words, full, acc, filled);
-      full = 0;
-      acc = 0;
-      filled = 0;
-    }
-    for (; k < end; ++k) {
-      // Masks rather than conditionals, so that the compiler emits no branch.
-      // Codes are below 2^25, so differences fit in 32-bit two's complement.
-      const std::uint32_t diff = codes[k] - s;
-      const std::uint32_t neg = diff >> 31;
-      const std::uint32_t level = (diff ^ (0u - neg)) + neg;
-      const std::uint32_t nonzero = (diff | (0u - diff)) >> 31;
-      const std::size_t gap = c0 + k + 1 - last;
-      if (gap < kShort && level < kShort) [[likely]] {
-        const BitWriter::OmegaCode g = BitWriter::kOmegaTable[gap];
-        const BitWriter::OmegaCode l = BitWriter::kOmegaTable[level];
-        const std::uint64_t keep = 0 - static_cast<std::uint64_t>(nonzero);
-        const std::uint64_t bits = (g.bits | (static_cast<std::uint64_t>(neg) << g.length) |
-                                    (static_cast<std::uint64_t>(l.bits) << (g.length + 1))) &
-                                   keep;
-        const int length = (g.length + 1 + l.length) & static_cast<int>(keep);
-        const int before = filled;
-        acc |= bits << before;
-        filled += length;
-        if (filled >= 64) {
-          words[full++] = acc;
-          filled -= 64;
-          acc = (bits >> 1) >> (63 - before);
-        }
-      } else if (nonzero) {
-        append_words(w, words, full, acc, filled);
-        full = 0;
+    count += static_cast<std::size_t>(std::popcount(mask));
+    const std::size_t base = c0 + k0 + 1;
+    for (; mask != 0; mask &= mask - 1) {
+      const std::size_t at = static_cast<std::size_t>(std::countr_zero(mask));
+      const std::size_t gap = base + at - last;
+      last = base + at;
+      const std::uint32_t index = codes[k0 + at] - bias;  // wraps when the level is far below -256
+      if ((gap | (index >> 1)) < kShortGap) [[likely]] {
+        const std::uint64_t g = gaps[gap];
+        const std::uint64_t l = levels[index];
+        const std::uint64_t bits = static_cast<std::uint32_t>(g) | (static_cast<std::uint64_t>(static_cast<std::uint32_t>(l)) << (g >> 32));
+        acc |= bits << filled;
+        filled += (g + l) >> 32;
+        // At most 7 + 31 bits: store 8 bytes, keep the unfinished byte.
+        std::memcpy(buffer + pos, &acc, 8);
+        const std::uint64_t whole = filled & ~std::uint64_t{7};
+        pos += whole >> 3;
+        acc >>= whole;
+        filled &= 7;
+      } else {
+        ew.pos = pos;
+        ew.acc = acc;
+        ew.filled = filled;
+        ew.finish();
+        const std::uint32_t diff = codes[k0 + at] - s;
+        const std::uint32_t neg = diff >> 31;
+        ew.out.write_omega(gap);
+        ew.out.write_bit(neg != 0);
+        ew.out.write_omega((diff ^ (0u - neg)) + neg);
+        pos = 0;
         acc = 0;
         filled = 0;
-        w.write_omega(gap);
-        w.write_bit(neg != 0);
-        w.write_omega(level);
       }
-      last += gap & (0 - static_cast<std::size_t>(nonzero));
-      count += nonzero;
     }
   }
-  append_words(w, words, full, acc, filled);
+  ew.pos = pos;
+  ew.acc = acc;
+  ew.filled = filled;
   last_nonzero = last;
   return count;
 }
@@ -403,6 +503,7 @@ void Qsgd::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<floa
     std::size_t last = 0;  // 1-based position of the previous non-zero
     entries_.clear();
     BitWriter entries(entries_);
+    EntryWriter entry_writer(entries);
     for (std::size_t c0 = 0; c0 < len; c0 += kBlock) {
       const std::size_t m = std::min(kBlock, len - c0);
       // Two 32-bit halves per word, 16 coordinates per step of the lanes.
@@ -415,10 +516,11 @@ void Qsgd::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<floa
       } else {
         // Elias coding needs the bucket's non-zero count first: code the
         // entries apart and append them once the bucket is done.
-        nonzeros += code_entries(entries, codes, m, c0, s, last);
+        nonzeros += code_entries(entry_writer, codes, m, c0, s, last);
       }
     }
     if (coding_ == Coding::kFixed) continue;
+    entry_writer.finish();
     const std::uint64_t entry_bits = entries.bit_count();
     entries.flush();
     w.write_omega(nonzeros + 1);

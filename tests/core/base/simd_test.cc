@@ -158,6 +158,35 @@ TEST(Simd, QuantizersGiveTheRecordedBytesOnEveryPath) {
          Qsgd q(2053, 45, 0, Qsgd::Norm::kL2, Qsgd::Coding::kElias);
          return quantizer_digest(q, 2053, 5);
        }},
+      {"qsgd s=2^20 elias (levels past the short codes)", 0x1ee748cb88e43853ULL, [] {
+         Qsgd q(5000, 1u << 20, 0, Qsgd::Norm::kL2, Qsgd::Coding::kElias);
+         return quantizer_digest(q, 5000, 7);
+       }},
+      {"qsgd s=300 elias max-norm (long gaps)", 0x011a8210d5c22295ULL, [] {
+         Qsgd q(5000, 300, 1500, Qsgd::Norm::kMax, Qsgd::Coding::kElias);
+         return quantizer_digest(q, 5000, 8);
+       }},
+      {"qsgd s=3 fixed (3-bit codes)", 0xa3a8ede017148002ULL, [] {
+         Qsgd q(3001, 3, 512, Qsgd::Norm::kL2, Qsgd::Coding::kFixed);
+         return quantizer_digest(q, 3001, 9);
+       }},
+      {"qsgd s=1000 fixed (11-bit codes)", 0x3928234ab758b38dULL, [] {
+         Qsgd q(2053, 1000, 0, Qsgd::Norm::kMax, Qsgd::Coding::kFixed);
+         return quantizer_digest(q, 2053, 10);
+       }},
+      {"qsgd s=40000 fixed (17-bit codes)", 0x5b3a0ffe36e54c3aULL, [] {
+         Qsgd q(2053, 40000, 0, Qsgd::Norm::kMax, Qsgd::Coding::kFixed);
+         return quantizer_digest(q, 2053, 11);
+       }},
+      {"hadamard_rotation block 1024 + qsgd s=7", 0xcbf4449f80f1b19cULL, [] {
+         HadamardRotation h(std::make_unique<Qsgd>(3001, 7, 512, Qsgd::Norm::kL2, Qsgd::Coding::kFixed), 3001, 1024,
+                            42);
+         return quantizer_digest(h, 3001, 12);
+       }},
+      {"hadamard_rotation block 64 + qsgd elias", 0x266c008d4c528f47ULL, [] {
+         HadamardRotation h(std::make_unique<Qsgd>(1000, 45, 0, Qsgd::Norm::kL2, Qsgd::Coding::kElias), 1000, 64, 43);
+         return quantizer_digest(h, 1000, 13);
+       }},
       {"natural compression", 0xc5bc354698eeb143ULL, [] {
          NaturalCompression c(3001);
          return quantizer_digest(c, 3001, 6);
@@ -206,9 +235,10 @@ TEST(Simd, SignBitStreamsAreTheReferenceOnEveryPath) {
 TEST(Simd, WriteCodesIsBitWriterWriteForEveryWidth) {
   Rng rng(22);
   for (int width = 1; width <= 32; ++width) {
-    for (std::size_t n : {0, 1, 5, 63, 64, 65, 1000, 40000}) {
+    for (std::size_t n : {0, 1, 5, 8, 63, 64, 65, 1000, 1024, 1031, 40000}) {
       std::vector<std::uint32_t> codes(n);
       for (auto& c : codes) c = static_cast<std::uint32_t>(rng() & BitWriter::mask(width));
+      if (n > 0) codes[n / 2] = static_cast<std::uint32_t>(BitWriter::mask(width));  // all ones
       Bytes expected, got;
       {
         BitWriter w(expected);
@@ -221,6 +251,23 @@ TEST(Simd, WriteCodesIsBitWriterWriteForEveryWidth) {
         write_codes(w, codes.data(), n, width);
       }
       EXPECT_EQ(got, expected) << "width " << width << " n " << n;
+      for (simd::Isa isa : kIsas) {
+        for (int start_bits : {0, 3, 64}) {  // aligned, unaligned, a whole word in
+          Bytes want, have;
+          {
+            BitWriter w(want);
+            w.write(0x2A, start_bits);
+            for (std::uint32_t c : codes) w.write(c, width);
+          }
+          {
+            BitWriter w(have);
+            w.write(0x2A, start_bits);
+            write_codes(w, codes.data(), n, width, isa);
+          }
+          EXPECT_EQ(have, want) << "width " << width << " n " << n << " start " << start_bits << " "
+                                << simd::isa_name(isa);
+        }
+      }
     }
   }
 }

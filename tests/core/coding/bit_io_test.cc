@@ -104,4 +104,42 @@ TEST(BitIo, ReadCodesPeekAndSkip) {
   EXPECT_THROW(short_reader.read_codes(5, 200, codes.data()), DecodeError);
 }
 
+// read_codes() reads what read() would, at every width and start offset,
+// up to the last bit of the payload, and leaves the reader where read()
+// would (the bits after the codes, the end check).
+TEST(BitIo, ReadCodesIsReadForEveryWidthAndOffset) {
+  Rng rng(31);
+  for (int width = 1; width <= 32; ++width) {
+    for (int start : {0, 1, 7, 8, 13, 64}) {
+      for (std::size_t n : {0, 1, 7, 8, 9, 100, 1000}) {
+        std::vector<std::uint32_t> codes(n);
+        for (auto& c : codes) c = static_cast<std::uint32_t>(rng() & BitWriter::mask(width));
+        std::vector<std::uint8_t> buf;
+        {
+          BitWriter w(buf);
+          w.write(rng(), start);
+          for (std::uint32_t c : codes) w.write(c, width);
+          w.write(0x5, 3);
+        }
+        BitReader r(buf);
+        r.read(start);
+        std::vector<std::uint32_t> got(n + 1, 0xDEADBEEFu);
+        r.read_codes(width, n, got.data());
+        got.pop_back();
+        EXPECT_EQ(got, codes) << "width " << width << " start " << start << " n " << n;
+        EXPECT_EQ(r.read(3), 0x5u) << "width " << width << " start " << start << " n " << n;
+        r.expect_end();
+        BitReader twice(buf);
+        twice.read(start);
+        const std::size_t half = n / 2;
+        twice.read_codes(width, half, got.data());
+        twice.read_codes(width, n - half, got.data() + half);
+        EXPECT_EQ(got, codes) << "in two calls: width " << width << " start " << start << " n " << n;
+        EXPECT_EQ(twice.read(3), 0x5u);
+        twice.expect_end();
+      }
+    }
+  }
+}
+
 }  // namespace fedsim
