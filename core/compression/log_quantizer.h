@@ -54,15 +54,29 @@ class LogQuantizer final : public Compressor {
 
  private:
   void fill_magnitudes(float max_abs);  // magnitudes_ = M * ratios_, then a 0
+  void write_blocks(bool all);           // pending entries -> stream_, see encode()
 
   double base_;
   int bits_;
   Mode mode_;
   double threshold_;
   std::vector<float> ratios_;
-  std::vector<float> magnitudes_;          // scratch, size 2^bits + 1
-  std::vector<std::size_t> positions_;     // scratch: kept entries
-  std::vector<std::uint8_t> codes_;        // scratch: their codes
+  std::vector<float> magnitudes_;  // scratch, size 2^bits + 1
+  // Scratch of encode(): per pass of coordinates, the kept ones, their table
+  // index (estimated, then exact), neighbouring magnitudes and probability
+  // of rounding up; the entries not yet written ((gap - 1) | (sign | code <<
+  // 1) << 40, n < 2^40); the entries' bit stream and its writer's state.
+  std::vector<std::uint32_t> kept_;
+  std::vector<std::int32_t> lower_;
+  std::vector<float> lo_, hi_;
+  std::vector<double> p_up_;
+  std::vector<std::uint64_t> pending_entries_;
+  std::size_t pending_ = 0;
+  std::size_t previous_ = 0;  // 1-based position of the last entry
+  std::vector<std::uint8_t> stream_;
+  std::size_t stream_byte_ = 0;
+  std::uint64_t stream_acc_ = 0;
+  int stream_filled_ = 0;
 };
 
 }  // namespace fedsim

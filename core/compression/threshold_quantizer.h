@@ -54,10 +54,14 @@ class ThresholdQuantizer final : public Compressor {
   double threshold_;
   std::uint32_t levels_;
   int level_bits_;
-  std::vector<std::uint32_t> level_of_;  // scratch: grid index per coordinate of a block
-  std::vector<float> fraction_;          // scratch: its fraction above the grid point
-  std::vector<std::uint32_t> draws_;     // scratch: the block's coordinates that draw
-  std::vector<std::uint64_t> sent_;      // scratch: position | level << 40 of the sent entries (n < 2^40, levels <= 2^24)
+  // Scratch of encode(), per block of coordinates: grid index, fraction above
+  // the grid point, the kept coordinates, entry (sign | level << 1 | sent <<
+  // 31); and the entries' bit stream (n < 2^40, levels <= 2^24).
+  std::vector<std::uint32_t> level_of_;
+  std::vector<float> fraction_;
+  std::vector<std::uint32_t> kept_;
+  std::vector<std::uint32_t> entry_;
+  std::vector<std::uint8_t> stream_;
 };
 
 }  // namespace fedsim

@@ -912,6 +912,48 @@ TEST(LogQuantizer, DeltaCodedPositionsRoundTripWithTheDocumentedSize) {
   }
 }
 
+// The bytes and values of threshold and log quantization, digested over
+// dense and sparse vectors (gaps of 509, past the gamma tables), sizes
+// around the encoders' passes of 1024 coordinates and 16-lane chunks, and the settings with their own paths (levels up to 2^20, 8-bit
+// log codes). Recorded from the scalar encoders these replaced (issue 12:
+// same bytes); FEDSIM_SIMD=baseline runs the other SIMD path to the same.
+std::uint64_t threshold_and_log_digest(const std::vector<std::string>& stages) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  const auto mix = [&h](const void* data, std::size_t size) {
+    const auto* bytes = static_cast<const std::uint8_t*>(data);
+    for (std::size_t i = 0; i < size; ++i) h = (h ^ bytes[i]) * 0x100000001b3ULL;
+  };
+  for (const std::string& stage : stages) {
+    for (std::size_t n : {1, 17, 1025, 3001, 70001}) {
+      for (int sparse = 0; sparse < 2; ++sparse) {
+        std::vector<float> v = gaussian(n, n + 7 * static_cast<std::size_t>(sparse));
+        if (sparse)
+          for (std::size_t i = 0; i < n; ++i)
+            if (i % 509 != 3) v[i] = 0.0f;
+        auto c = make_pipeline(stage, n);
+        Rng rng(n + 1);
+        std::vector<float> rec;
+        const Bytes out = encode_checked(*c, v, rng, rec);
+        mix(out.data(), out.size());
+        mix(rec.data(), rec.size() * sizeof(float));
+      }
+    }
+  }
+  return h;
+}
+
+TEST(ThresholdQuantizer, GivesTheRecordedBytes) {
+  const std::uint64_t digest = threshold_and_log_digest(
+      {"threshold", "{threshold: {relative: 0, levels: 9}}", "{threshold: {threshold: 0.3, levels: 1048576}}"});
+  EXPECT_EQ(digest, 0xd78f041d879ea90fULL) << "0x" << std::hex << digest;
+}
+
+TEST(LogQuantizer, GivesTheRecordedBytes) {
+  const std::uint64_t digest =
+      threshold_and_log_digest({"log_quant", "{log_quant: {base: 1.5, bits: 8, relative: 0.05}}"});
+  EXPECT_EQ(digest, 0x813c986ae2125912ULL) << "0x" << std::hex << digest;
+}
+
 // ---------------------------------------------------------- hadamard_rotation
 
 TEST(HadamardRotation, OrthonormalNormPreservedInverseExactToFloat) {
