@@ -94,6 +94,29 @@ class BitWriter {
   int filled_ = 0;  // bits in acc_, < 64
 };
 
+// An LSB-first bit stream (BitWriter's order) written a word at a time into
+// a caller's buffer, without branches or bounds checks (the hot loops of the
+// entropy-coded quantizers): every put stores the whole accumulator and
+// advances by the whole bytes filled. The caller keeps 8 bytes of room past
+// the last byte a put may reach.
+struct FastBitWriter {
+  std::uint8_t* buffer;
+  std::size_t byte = 0;
+  std::uint64_t acc = 0;  // the bits of buffer[byte], then zeros
+  int filled = 0;         // < 8
+
+  // `bits` < 2^count, count <= 56.
+  void put(std::uint64_t bits, int count) {
+    acc |= bits << filled;
+    filled += count;
+    std::memcpy(buffer + byte, &acc, 8);
+    byte += static_cast<std::size_t>(filled >> 3);
+    acc >>= filled & 56;
+    filled &= 7;
+  }
+  std::uint64_t bit_count() const { return byte * 8 + static_cast<std::uint64_t>(filled); }
+};
+
 // Reads what BitWriter wrote; every read is bounds-checked and throws
 // DecodeError past the end.
 class BitReader {

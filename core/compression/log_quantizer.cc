@@ -119,27 +119,6 @@ void round_up_baseline(const float* x, const float* lo, const float* hi, std::si
 }
 using RoundUpKernel = void (*)(const float*, const float*, const float*, std::size_t, double*);
 
-// An LSB-first bit stream written a word at a time without branches: every
-// put stores the whole accumulator and advances by the whole bytes filled.
-// The caller keeps 8 bytes of room past the last byte a put may reach.
-struct FastBitWriter {
-  std::uint8_t* buffer;
-  std::size_t byte = 0;
-  std::uint64_t acc = 0;  // the bits of buffer[byte], then zeros
-  int filled = 0;         // < 8
-
-  // `bits` < 2^count, count <= 56.
-  void put(std::uint64_t bits, int count) {
-    acc |= bits << filled;
-    filled += count;
-    std::memcpy(buffer + byte, &acc, 8);
-    byte += static_cast<std::size_t>(filled >> 3);
-    acc >>= filled & 56;
-    filled &= 7;
-  }
-  std::uint64_t bit_count() const { return byte * 8 + static_cast<std::uint64_t>(filled); }
-};
-
 // Out of the decoder's loop, which stays small.
 [[noreturn, gnu::noinline, gnu::cold]] void throw_bad_entry(std::uint64_t e, const char* what) {
   throw DecodeError("log_quant entry " + std::to_string(e) + " " + what);

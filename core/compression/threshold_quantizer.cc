@@ -166,27 +166,6 @@ using LevelsKernel = void (*)(const GridParams&, const float*, std::size_t, std:
 using ValuesKernel = void (*)(const GridParams&, const float*, std::size_t, const std::uint32_t*, float*,
                               std::uint32_t*);
 
-// An LSB-first bit stream written a word at a time without branches: every
-// put stores the whole accumulator and advances by the whole bytes filled.
-// The caller keeps 8 bytes of room past the last byte a put may reach.
-struct FastBitWriter {
-  std::uint8_t* buffer;
-  std::size_t byte = 0;
-  std::uint64_t acc = 0;  // the bits of buffer[byte], then zeros
-  int filled = 0;         // < 8
-
-  // `bits` < 2^count, count <= 56.
-  void put(std::uint64_t bits, int count) {
-    acc |= bits << filled;
-    filled += count;
-    std::memcpy(buffer + byte, &acc, 8);
-    byte += static_cast<std::size_t>(filled >> 3);
-    acc >>= filled & 56;
-    filled &= 7;
-  }
-  std::uint64_t bit_count() const { return byte * 8 + static_cast<std::uint64_t>(filled); }
-};
-
 // Elias gamma of any n >= 1 (for gaps past the table). By value, so that
 // the caller's writer stays in registers.
 [[gnu::noinline]] FastBitWriter put_gamma(FastBitWriter w, std::uint64_t n) {
