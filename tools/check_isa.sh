@@ -38,7 +38,7 @@ tests=(simd_test qsgd_test compressors_test decoder_robustness_test rng_test pac
 # Under qemu (10-50x slower) only the tests of the vectorised stages.
 declare -A qemu_filter=(
   [packed_kernels_test]='PackedKernels.*Path*:PackedKernels.Dispatched*:PackedKernels.StochasticCodes*'
-  [compressors_test]='NaturalCompression.*:NaturalDithering.*:*Qsgd*:ZstdCoder.*'
+  [compressors_test]='NaturalCompression.*:NaturalDithering.*:*Qsgd*:ZstdCoder.*:ThresholdQuantizer.*:LogQuantizer.*'
   [decoder_robustness_test]='*qsgd*:*natural*'
 )
 haswell=Haswell-noTSX,-pcid,-x2apic,-tsc-deadline,-invpcid  # minus what TCG lacks (it warns)
