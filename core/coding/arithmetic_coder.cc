@@ -10,9 +10,7 @@
 namespace fedsim {
 
 namespace {
-// Renormalise when fewer than 24 bits of range are left, so that
-// range / total >= 2^8 for totals up to 2^16.
-constexpr std::uint32_t kTop = 1u << 24;
+constexpr std::uint32_t kTop = ArithmeticEncoder::kTop;
 static_assert(AdaptiveModel::kMaxTotal <= (1u << 16), "range / total must keep >= 8 bits");
 static_assert(AdaptiveModel::kMaxSize * 2 <= AdaptiveModel::kMaxTotal, "halving must make room");
 }  // namespace
@@ -22,25 +20,26 @@ AdaptiveModel::AdaptiveModel(std::uint32_t size) {
     throw std::invalid_argument("AdaptiveModel: alphabet size " + std::to_string(size) + " outside [1, " +
                                 std::to_string(kMaxSize) + "]");
   freq_.assign(size, 1);
-  tree_.assign(size + 1, 0);
+  tree_.assign(size + 2, 0);
   top_bit_ = std::bit_floor(size);
+  depth_ = static_cast<std::uint32_t>(std::bit_width(size));
+  rebuild();
+}
+
+void AdaptiveModel::halve() {
+  for (auto& f : freq_) f = (f + 1) / 2;
   rebuild();
 }
 
 void AdaptiveModel::rebuild() {
   total_ = 0;
-  for (std::size_t i = 1; i < tree_.size(); ++i) tree_[i] = freq_[i - 1];
-  for (std::size_t i = 1; i < tree_.size(); ++i) {
+  const std::size_t end = freq_.size() + 1;  // the spare entry is not part of the tree
+  for (std::size_t i = 1; i < end; ++i) tree_[i] = freq_[i - 1];
+  for (std::size_t i = 1; i < end; ++i) {
     total_ += freq_[i - 1];
     const std::size_t parent = i + (i & (~i + 1));
-    if (parent < tree_.size()) tree_[parent] += tree_[i];
+    if (parent < end) tree_[parent] += tree_[i];
   }
-}
-
-std::uint32_t AdaptiveModel::cumulative(std::uint32_t symbol) const {
-  std::uint32_t sum = 0;
-  for (std::uint32_t i = symbol; i > 0; i &= i - 1) sum += tree_[i];
-  return sum;
 }
 
 std::uint32_t AdaptiveModel::find(std::uint32_t target, std::uint32_t& cum_low) const {
@@ -57,16 +56,6 @@ std::uint32_t AdaptiveModel::find(std::uint32_t target, std::uint32_t& cum_low) 
   }
   cum_low = below;
   return pos;  // 0-based symbol: prefix of `pos` symbols sums to <= target
-}
-
-void AdaptiveModel::update(std::uint32_t symbol) {
-  if (total_ + kIncrement > kMaxTotal) {
-    for (auto& f : freq_) f = (f + 1) / 2;
-    rebuild();
-  }
-  freq_[symbol] += kIncrement;
-  total_ += kIncrement;
-  for (std::uint32_t i = symbol + 1; i < tree_.size(); i += i & (~i + 1)) tree_[i] += kIncrement;
 }
 
 double AdaptiveModel::ideal_bits(std::span<const double> counts) {
@@ -102,21 +91,6 @@ void ArithmeticEncoder::shift_low() {
   }
   ++pending_;
   low_ = (low_ & 0x00FFFFFFu) << 8;
-}
-
-void ArithmeticEncoder::normalize() {
-  while (range_ < kTop) {
-    range_ <<= 8;
-    shift_low();
-  }
-}
-
-void ArithmeticEncoder::encode(std::uint32_t symbol, AdaptiveModel& model) {
-  const std::uint32_t r = range_ / model.total();
-  low_ += static_cast<std::uint64_t>(r) * model.cumulative(symbol);
-  range_ = r * model.frequency(symbol);
-  model.update(symbol);
-  normalize();
 }
 
 void ArithmeticEncoder::encode_bits(std::uint32_t value, int count) {

@@ -40,11 +40,33 @@ class AdaptiveModel {
   std::uint32_t total() const { return total_; }
   std::uint32_t frequency(std::uint32_t symbol) const { return freq_[symbol]; }
   // Sum of the frequencies of the symbols below `symbol`.
-  std::uint32_t cumulative(std::uint32_t symbol) const;
+  std::uint32_t cumulative(std::uint32_t symbol) const {
+    // A fixed number of steps (tree_[0] is 0), so that the loop's branch does
+    // not depend on the symbol: coded symbols are random, their bits too.
+    std::uint32_t sum = 0;
+    std::uint32_t i = symbol;
+    for (std::uint32_t step = 0; step < depth_; ++step) {
+      sum += tree_[i];
+      i &= i - 1;
+    }
+    return sum;
+  }
   // The symbol s with cumulative(s) <= target < cumulative(s) + frequency(s);
   // requires target < total(). Sets cum_low = cumulative(s).
   std::uint32_t find(std::uint32_t target, std::uint32_t& cum_low) const;
-  void update(std::uint32_t symbol);
+  void update(std::uint32_t symbol) {
+    if (total_ + kIncrement > kMaxTotal) halve();
+    freq_[symbol] += kIncrement;
+    total_ += kIncrement;
+    // A fixed number of steps as in cumulative(); steps beyond the tree add
+    // to the spare last entry, which nothing reads.
+    const std::uint32_t spare = size() + 1;
+    std::uint32_t i = symbol + 1;
+    for (std::uint32_t step = 0; step < depth_; ++step) {
+      tree_[i < spare ? i : spare] += kIncrement;
+      i += i & (~i + 1);
+    }
+  }
 
   // Ideal code length in bits of a stream with these symbol counts under this
   // model, in closed form (the product of the adaptive probabilities does not
@@ -55,10 +77,12 @@ class AdaptiveModel {
   static double ideal_bits(std::span<const double> counts);
 
  private:
+  void halve();
   void rebuild();
 
   std::vector<std::uint32_t> freq_;
-  std::vector<std::uint32_t> tree_;  // Fenwick tree, 1-based
+  std::vector<std::uint32_t> tree_;  // Fenwick tree, 1-based; tree_[0] = 0; a spare entry at the end
+  std::uint32_t depth_ = 0;          // bit_width(size): bounds the steps of cumulative() and update()
   std::uint32_t total_ = 0;
   std::uint32_t top_bit_ = 0;  // highest power of two <= size
 };
@@ -67,16 +91,32 @@ class AdaptiveModel {
 // the stream is then 4 bytes longer than the renormalisation output.
 class ArithmeticEncoder {
  public:
+  // Renormalise when fewer than 24 bits of range are left, so that
+  // range / total >= 2^8 for totals up to 2^16.
+  static constexpr std::uint32_t kTop = 1u << 24;
+
   explicit ArithmeticEncoder(std::vector<std::uint8_t>& out) : out_(out) {}
 
-  void encode(std::uint32_t symbol, AdaptiveModel& model);
+  // Inline: the per-symbol loops of the entropy-coded stages call it.
+  void encode(std::uint32_t symbol, AdaptiveModel& model) {
+    const std::uint32_t r = range_ / model.total();
+    low_ += static_cast<std::uint64_t>(r) * model.cumulative(symbol);
+    range_ = r * model.frequency(symbol);
+    model.update(symbol);
+    normalize();
+  }
   // `count` (1..16) equiprobable bits: costs exactly `count` bits (up to the
   // truncation of the range).
   void encode_bits(std::uint32_t value, int count);
   void finish();
 
  private:
-  void normalize();
+  void normalize() {
+    while (range_ < kTop) {
+      range_ <<= 8;
+      shift_low();
+    }
+  }
   void shift_low();
 
   std::vector<std::uint8_t>& out_;

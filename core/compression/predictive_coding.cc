@@ -5,9 +5,11 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include "core/coding/arithmetic_coder.h"
 #include "core/base/errors.h"
+#include "core/base/simd.h"
 
 namespace fedsim {
 
@@ -21,11 +23,217 @@ int bits_for(std::size_t count) { return count <= 1 ? 0 : std::bit_width(count -
 
 std::int32_t levels(int bits) { return (std::int32_t{1} << (bits - 1)) - 1; }
 
-std::uint32_t to_symbol(std::int32_t q) {
-  return q > 0 ? static_cast<std::uint32_t>(2 * q - 1) : static_cast<std::uint32_t>(-2 * q);
-}
+// Symbols: q > 0 -> 2q - 1, q <= 0 -> -2q (a zigzag map of -q).
 std::int32_t from_symbol(std::uint32_t s) {
   return (s & 1) ? static_cast<std::int32_t>((s + 1) / 2) : -static_cast<std::int32_t>(s / 2);
+}
+
+// r = x - prediction; returns max_i |r_i|. The maximum does not depend on the
+// order when r holds no NaN (in encode() it holds one only if x does, which
+// ||x||^2 reports), so eight running maxima, which the compiler keeps in one
+// vector.
+float residual_and_max_abs(std::span<const float> x, std::span<const float> prediction, std::span<float> r) {
+  std::array<float, 8> lane_max{};
+  std::size_t i = 0;
+  for (; i + 8 <= r.size(); i += 8)
+    for (std::size_t k = 0; k < 8; ++k) {
+      r[i + k] = x[i + k] - prediction[i + k];
+      lane_max[k] = std::max(lane_max[k], std::fabs(r[i + k]));
+    }
+  for (; i < r.size(); ++i) {
+    r[i] = x[i] - prediction[i];
+    lane_max[0] = std::max(lane_max[0], std::fabs(r[i]));
+  }
+  float max_abs = 0.0f;
+  for (const float m : lane_max) max_abs = std::max(max_abs, m);
+  return max_abs;
+}
+
+// What step 2 of encode() needs from one candidate quantizer.
+struct QuantizerTerms {
+  double step = 0.0;
+  double levels = 0.0;       // L
+  double* counts = nullptr;  // 2L + 2 entries: the last one absorbs the p = 0 terms at q = L
+  double variance = 0.0;     // sum_i p_i (1 - p_i), in units of step^2
+};
+
+// Coordinates per block of accumulate_terms(): the per-quantizer block
+// buffers of up to 11 quantizers stay in L1.
+constexpr std::size_t kBlock = 64;
+
+// Per coordinate of a block, for one quantizer: y = clamp(r / step, -L, L),
+// lo = floor(y), p = y - lo, and the two symbols whose counts step 2 adds to:
+// symbol(lo) gets 1 - p, symbol(lo + 1) gets p. `count` is a
+// multiple of 4. floor is trunc minus 1 where trunc > y (exact: |y| <= 2047);
+// it gives lo = +0 for y = -0, where std::floor gives -0, and so p = -0
+// instead of +0, which adds nothing to any sum either.
+[[gnu::always_inline]] inline void stochastic_terms_impl(const float* r, std::size_t count, double step, double levels,
+                                                         std::uint32_t* low_symbol, std::uint32_t* high_symbol,
+                                                         double* p) {
+  using simd::f64x4;
+  using i32x4 = std::int32_t __attribute__((vector_size(16)));
+  using f32x4 = float __attribute__((vector_size(16)));
+  using i64x4 = std::int64_t __attribute__((vector_size(32)));
+  const f64x4 s = f64x4{} + step;
+  const f64x4 hi = f64x4{} + levels;
+  const f64x4 lo_bound = -hi;
+  const i64x4 one_bits = i64x4{} + std::bit_cast<std::int64_t>(1.0);
+  for (std::size_t i = 0; i < count; i += 4) {
+    f32x4 rf;
+    std::memcpy(&rf, r + i, sizeof rf);
+    f64x4 y = __builtin_convertvector(rf, f64x4) / s;
+    y = y < lo_bound ? lo_bound : y;  // std::clamp
+    y = hi < y ? hi : y;
+    const f64x4 trunc = __builtin_convertvector(__builtin_convertvector(y, i32x4), f64x4);
+    const f64x4 lo = trunc - (f64x4)((i64x4)(trunc > y) & one_bits);
+    const f64x4 frac = y - lo;
+    const i32x4 m = -__builtin_convertvector(lo, i32x4);  // symbol(q) = zigzag(-q)
+    const i32x4 low = (m << 1) ^ (m >> 31);
+    const i32x4 m1 = m - 1;
+    const i32x4 high = (m1 << 1) ^ (m1 >> 31);
+    std::memcpy(low_symbol + i, &low, sizeof low);
+    std::memcpy(high_symbol + i, &high, sizeof high);
+    std::memcpy(p + i, &frac, sizeof frac);
+  }
+}
+FEDSIM_TARGET_AVX2 void stochastic_terms_avx2(const float* r, std::size_t count, double step, double levels,
+                                              std::uint32_t* low_symbol, std::uint32_t* high_symbol, double* p) {
+  stochastic_terms_impl(r, count, step, levels, low_symbol, high_symbol, p);
+}
+void stochastic_terms_baseline(const float* r, std::size_t count, double step, double levels,
+                               std::uint32_t* low_symbol, std::uint32_t* high_symbol, double* p) {
+  stochastic_terms_impl(r, count, step, levels, low_symbol, high_symbol, p);
+}
+
+struct TermsBlock {
+  alignas(32) std::uint32_t low[kBlock];
+  alignas(32) std::uint32_t high[kBlock];
+  alignas(32) double p[kBlock];
+};
+
+// The sums of one block for N quantizers together (N known at compile time,
+// so that the variances stay in registers).
+template <std::size_t N>
+void add_block(const TermsBlock* blocks, std::size_t count, std::span<QuantizerTerms> terms) {
+  std::array<double*, N> counts;
+  std::array<double, N> variance;
+  for (std::size_t t = 0; t < N; ++t) counts[t] = terms[t].counts, variance[t] = terms[t].variance;
+  for (std::size_t i = 0; i < count; ++i) {
+#pragma GCC unroll 16
+    for (std::size_t t = 0; t < N; ++t) {
+      const double p = blocks[t].p[i];
+      const double keep = 1.0 - p;
+      counts[t][blocks[t].low[i]] += keep;
+      counts[t][blocks[t].high[i]] += p;
+      variance[t] += p * keep;
+    }
+  }
+  for (std::size_t t = 0; t < N; ++t) terms[t].variance = variance[t];
+}
+
+template <std::size_t... N>
+void add_block_for(std::index_sequence<N...>, const TermsBlock* blocks, std::size_t count,
+                   std::span<QuantizerTerms> terms) {
+  using Fn = void (*)(const TermsBlock*, std::size_t, std::span<QuantizerTerms>);
+  static constexpr Fn kTable[] = {&add_block<N + 1>...};
+  kTable[terms.size() - 1](blocks, count, terms);
+}
+
+// Step 3 on a block: q = floor(y) + (u < y - floor(y)) with y as above, its
+// symbol, and the reconstruction prediction + q * step, formed as
+// reconstruct() forms it. `count` is a multiple of 4.
+[[gnu::always_inline]] inline void stochastic_round_impl(const float* r, const float* prediction, const float* u,
+                                                         std::size_t count, float step, double levels,
+                                                         std::uint32_t* symbols, float* recon) {
+  using simd::f64x4;
+  using i32x4 = std::int32_t __attribute__((vector_size(16)));
+  using f32x4 = float __attribute__((vector_size(16)));
+  using i64x4 = std::int64_t __attribute__((vector_size(32)));
+  const f64x4 s = f64x4{} + static_cast<double>(step);
+  const f64x4 hi = f64x4{} + levels;
+  const f64x4 lo_bound = -hi;
+  const i64x4 one_bits = i64x4{} + std::bit_cast<std::int64_t>(1.0);
+  for (std::size_t i = 0; i < count; i += 4) {
+    f32x4 rf, pf, uf;
+    std::memcpy(&rf, r + i, sizeof rf);
+    std::memcpy(&pf, prediction + i, sizeof pf);
+    std::memcpy(&uf, u + i, sizeof uf);
+    f64x4 y = __builtin_convertvector(rf, f64x4) / s;
+    y = y < lo_bound ? lo_bound : y;
+    y = hi < y ? hi : y;
+    const f64x4 trunc = __builtin_convertvector(__builtin_convertvector(y, i32x4), f64x4);
+    const f64x4 lo = trunc - (f64x4)((i64x4)(trunc > y) & one_bits);
+    const f64x4 up = (f64x4)((i64x4)(__builtin_convertvector(uf, f64x4) < y - lo) & one_bits);
+    const i32x4 q = __builtin_convertvector(lo + up, i32x4);
+    const i32x4 m = -q;
+    const i32x4 symbol = (m << 1) ^ (m >> 31);
+    const f32x4 delta = __builtin_convertvector(q, f32x4) * step;
+    const f32x4 value = pf + delta;
+    std::memcpy(symbols + i, &symbol, sizeof symbol);
+    std::memcpy(recon + i, &value, sizeof value);
+  }
+}
+FEDSIM_TARGET_AVX2 void stochastic_round_avx2(const float* r, const float* prediction, const float* u,
+                                              std::size_t count, float step, double levels, std::uint32_t* symbols,
+                                              float* recon) {
+  stochastic_round_impl(r, prediction, u, count, step, levels, symbols, recon);
+}
+void stochastic_round_baseline(const float* r, const float* prediction, const float* u, std::size_t count, float step,
+                               double levels, std::uint32_t* symbols, float* recon) {
+  stochastic_round_impl(r, prediction, u, count, step, levels, symbols, recon);
+}
+
+// Any block of up to kBlock coordinates (a partial group of 4 on a padded copy).
+void stochastic_round(std::span<const float> r, std::span<const float> prediction, const float* u, float step,
+                      double levels, std::uint32_t* symbols, std::span<float> recon) {
+  static const auto kernel =
+      simd::pick(simd::best_isa(), stochastic_round_avx2, stochastic_round_avx2, stochastic_round_baseline);
+  const std::size_t count = r.size();
+  const std::size_t full = count - count % 4;
+  kernel(r.data(), prediction.data(), u, full, step, levels, symbols, recon.data());
+  if (full == count) return;
+  alignas(16) float r_pad[4] = {}, p_pad[4] = {}, u_pad[4] = {}, recon_pad[4];
+  std::memcpy(r_pad, r.data() + full, (count - full) * sizeof(float));
+  std::memcpy(p_pad, prediction.data() + full, (count - full) * sizeof(float));
+  std::memcpy(u_pad, u + full, (count - full) * sizeof(float));
+  kernel(r_pad, p_pad, u_pad, 4, step, levels, symbols + full, recon_pad);
+  std::memcpy(recon.data() + full, recon_pad, (count - full) * sizeof(float));
+}
+
+// Expected symbol counts and stochastic-rounding variance of every candidate
+// quantizer. Each sum receives the same terms in coordinate order as the
+// direct loop
+//   y = clamp(r_i / step, -L, L); lo = floor(y); p = y - lo;
+//   counts[symbol(lo)] += 1 - p; if (p > 0) counts[symbol(lo + 1)] += p;
+//   variance += p * (1 - p);
+// one quantizer at a time would, so every result is bit-identical to that
+// loop's (adding the p = 0 terms the loop skips adds +0.0 or -0.0 to a sum of
+// non-negative terms, which changes nothing). The element-wise part runs
+// vectorised per block; the sums then run for all quantizers together, so
+// that their dependency chains (a count hit by consecutive coordinates)
+// overlap.
+void accumulate_terms(std::span<const float> residual, std::span<QuantizerTerms> terms) {
+  static const auto kernel =
+      simd::pick(simd::best_isa(), stochastic_terms_avx2, stochastic_terms_avx2, stochastic_terms_baseline);
+  constexpr std::size_t kMaxTerms = kMaxBits - kMinBits + 1;
+  static_assert(kBlock % 4 == 0);
+  if (terms.empty()) return;
+  std::vector<TermsBlock> blocks(terms.size());
+  alignas(32) float padded[kBlock] = {};
+  for (std::size_t start = 0; start < residual.size(); start += kBlock) {
+    const std::size_t count = std::min(kBlock, residual.size() - start);
+    const float* r = residual.data() + start;
+    if (count % 4 != 0) {
+      std::memcpy(padded, r, count * sizeof(float));
+      r = padded;
+    }
+    const std::size_t rounded = (count + 3) / 4 * 4;
+    for (std::size_t t = 0; t < terms.size(); ++t) {
+      TermsBlock& b = blocks[t];
+      kernel(r, rounded, terms[t].step, terms[t].levels, b.low, b.high, b.p);
+    }
+    add_block_for(std::make_index_sequence<kMaxTerms>(), blocks.data(), count, terms);
+  }
 }
 
 // The one place where a reconstruction is formed, so that both ends compute
@@ -150,6 +358,42 @@ void PredictiveCoder::predict(Predictor p, std::size_t layer, std::span<float> o
   }
 }
 
+std::array<double, kAllPredictors.size()> PredictiveCoder::residual_energies(std::size_t layer,
+                                                                             std::span<const float> x) const {
+  const std::size_t off = layers_[layer].offset;
+  const float* p1 = prev1_.data() + off;
+  const float* p2 = prev2_.data() + off;
+  const float* mean = mean_.data() + off;
+  const bool linear_is_last = rounds_ < 2;
+  const auto [w1, w2] = lms_weights_[layer];
+  // The predictions are formed with predict()'s operations.
+  double zero = 0.0, last = 0.0, avg = 0.0, linear = 0.0, lms = 0.0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double xi = x[i];
+    const float twice = 2.0f * p1[i];
+    const float linear_p = linear_is_last ? p1[i] : twice - p2[i];
+    const double a = w1 * p1[i];
+    const double b = w2 * p2[i];
+    const float lms_p = static_cast<float>(a + b);
+    const double r_last = xi - static_cast<double>(p1[i]);
+    const double r_mean = xi - static_cast<double>(mean[i]);
+    const double r_linear = xi - static_cast<double>(linear_p);
+    const double r_lms = xi - static_cast<double>(lms_p);
+    zero += xi * xi;
+    last += r_last * r_last;
+    avg += r_mean * r_mean;
+    linear += r_linear * r_linear;
+    lms += r_lms * r_lms;
+  }
+  std::array<double, kAllPredictors.size()> e{};
+  e[static_cast<std::size_t>(Predictor::kZero)] = zero;
+  e[static_cast<std::size_t>(Predictor::kLast)] = last;
+  e[static_cast<std::size_t>(Predictor::kMean)] = avg;
+  e[static_cast<std::size_t>(Predictor::kLinear)] = linear;
+  e[static_cast<std::size_t>(Predictor::kLms)] = lms;
+  return e;
+}
+
 void PredictiveCoder::commit(std::span<const float> recon) {
   // Block-normalised LMS (per layer) on the reconstruction just formed, with
   // the inputs its prediction used: w += mu * sum_i e_i u_i / sum_i |u_i|^2.
@@ -172,7 +416,18 @@ void PredictiveCoder::commit(std::span<const float> recon) {
   }
   ++rounds_;
   const float count = static_cast<float>(rounds_);
-  for (std::size_t i = 0; i < dim_; ++i) {
+  // Four lanes at a time (SSE, the same operations per element).
+  using f32x4 = float __attribute__((vector_size(16)));
+  std::size_t i = 0;
+  for (; i + 4 <= dim_; i += 4) {
+    f32x4 r, m;
+    std::memcpy(&r, recon.data() + i, sizeof r);
+    std::memcpy(&m, mean_.data() + i, sizeof m);
+    const f32x4 diff = r - m;
+    m += diff / count;
+    std::memcpy(mean_.data() + i, &m, sizeof m);
+  }
+  for (; i < dim_; ++i) {
     const float diff = recon[i] - mean_[i];
     mean_[i] += diff / count;
   }
@@ -185,8 +440,6 @@ void PredictiveCoder::encode(std::span<const float> v, Rng& rng, Bytes& out, std
     throw std::invalid_argument("predictive_coding: vector of size " + std::to_string(v.size()) + ", coder built for " +
                                 std::to_string(dim_));
   ArithmeticEncoder coder(out);
-  std::vector<float> best_prediction, candidate, residual;
-  std::vector<double> counts;
   const double header_bits = predictor_bits_ + quantizer_bits_ + 32;
 
   for (std::size_t l = 0; l < layers_.size(); ++l) {
@@ -196,38 +449,51 @@ void PredictiveCoder::encode(std::span<const float> v, Rng& rng, Bytes& out, std
     const std::span<float> recon = reconstructed.subspan(off, n);
 
     // 1. Predictor with the lowest residual energy (ties: the first listed).
-    best_prediction.resize(n);
-    candidate.resize(n);
+    const auto energies = residual_energies(l, x);
     std::size_t best_id = 0;
     double best_energy = 0.0;
     for (std::size_t id = 0; id < options_.predictors.size(); ++id) {
-      predict(options_.predictors[id], l, candidate);
-      double energy = 0.0;
-      for (std::size_t i = 0; i < n; ++i) {
-        const double r = static_cast<double>(x[i]) - static_cast<double>(candidate[i]);
-        energy += r * r;
-      }
+      const double energy = energies[static_cast<std::size_t>(options_.predictors[id])];
       if (id == 0 || energy < best_energy) {
         best_id = id;
         best_energy = energy;
-        best_prediction.swap(candidate);
       }
     }
+    prediction_.resize(n);
+    predict(options_.predictors[best_id], l, prediction_);
+    const std::span<const float> best_prediction(prediction_);
 
-    residual.resize(n);
-    float max_abs = 0.0f;
-    double update_energy = 0.0, residual_energy = 0.0;
-    for (std::size_t i = 0; i < n; ++i) {
-      residual[i] = x[i] - best_prediction[i];
-      max_abs = std::max(max_abs, std::fabs(residual[i]));
-      update_energy += static_cast<double>(x[i]) * x[i];
-      residual_energy += static_cast<double>(residual[i]) * residual[i];
-    }
+    residual_.resize(n);
+    const std::span<float> residual(residual_);
+    const float max_abs = residual_and_max_abs(x, best_prediction, residual);
+    const double update_energy = energies[static_cast<std::size_t>(Predictor::kZero)];  // ||x||^2
     if (!std::isfinite(max_abs) || !std::isfinite(update_energy))
       throw std::invalid_argument("predictive_coding: non-finite value in layer '" + layers_[l].name + "'");
-    const double norm = update_energy > 0.0 ? update_energy : residual_energy;
+    double norm = update_energy;
+    if (!(update_energy > 0.0)) {
+      norm = 0.0;  // ||r||^2
+      for (const float r : residual) norm += static_cast<double>(r) * r;
+    }
 
     // 2. Quantizer by expected distortion + lambda * rate (closed form in r).
+    std::array<QuantizerTerms, kMaxBits - kMinBits + 1> terms_storage;
+    std::array<std::size_t, kMaxBits - kMinBits + 1> term_of{};  // options_.bits index -> terms index
+    std::size_t count_slots = 0;
+    for (int b : options_.bits) count_slots += 2 * static_cast<std::size_t>(levels(b)) + 2;
+    counts_.assign(count_slots, 0.0);
+    std::size_t num_terms = 0;
+    count_slots = 0;
+    for (std::size_t qid = 0; qid < options_.bits.size(); ++qid) {
+      const std::int32_t L = levels(options_.bits[qid]);
+      const float step = max_abs / static_cast<float>(L);
+      if (!(step > 0.0f)) continue;
+      term_of[qid] = num_terms;
+      terms_storage[num_terms++] = QuantizerTerms{step, static_cast<double>(L), counts_.data() + count_slots, 0.0};
+      count_slots += 2 * static_cast<std::size_t>(L) + 2;
+    }
+    const std::span<QuantizerTerms> terms(terms_storage.data(), num_terms);
+    accumulate_terms(residual, terms);
+
     std::size_t best_q = 0;
     double best_cost = 0.0;
     float best_step = 0.0f;
@@ -236,20 +502,11 @@ void PredictiveCoder::encode(std::span<const float> v, Rng& rng, Bytes& out, std
       const std::int32_t L = levels(options_.bits[qid]);
       const float step = max_abs / static_cast<float>(L);
       if (!(step > 0.0f)) continue;
-      counts.assign(2 * static_cast<std::size_t>(L) + 1, 0.0);
+      const QuantizerTerms& t = terms[term_of[qid]];
       const double s = step;
-      double distortion = 0.0;
-      for (std::size_t i = 0; i < n; ++i) {
-        const double y = std::clamp(static_cast<double>(residual[i]) / s, -double(L), double(L));
-        const double lo = std::floor(y);
-        const double p = y - lo;
-        const auto q = static_cast<std::int32_t>(lo);
-        counts[to_symbol(q)] += 1.0 - p;
-        if (p > 0.0) counts[to_symbol(q + 1)] += p;
-        distortion += p * (1.0 - p);  // stochastic rounding variance, in units of step^2
-      }
-      distortion *= s * s;
-      const double rate = header_bits + AdaptiveModel::ideal_bits(counts);
+      const double distortion = t.variance * (s * s);
+      const double rate =
+          header_bits + AdaptiveModel::ideal_bits(std::span<const double>(t.counts, 2 * static_cast<std::size_t>(L) + 1));
       const double cost = distortion / norm + options_.lambda * rate / static_cast<double>(n);
       if (!any_step || cost < best_cost) {
         best_q = qid;
@@ -274,16 +531,18 @@ void PredictiveCoder::encode(std::span<const float> v, Rng& rng, Bytes& out, std
     }
     const std::int32_t L = levels(options_.bits[best_q]);
     AdaptiveModel model(2 * static_cast<std::uint32_t>(L) + 1);
-    const double s = step;
-    for (std::size_t i = 0; i < n; ++i) {
-      const double y = std::clamp(static_cast<double>(residual[i]) / s, -double(L), double(L));
-      const double lo = std::floor(y);
-      auto q = static_cast<std::int32_t>(lo);
-      if (static_cast<double>(rng.uniform_float()) < y - lo) ++q;
-      coder.encode(to_symbol(q), model);
-      recon[i] = reconstruct(best_prediction[i], q, step);
+    alignas(32) float uniform[kBlock] = {};
+    alignas(32) std::uint32_t symbols[kBlock];
+    for (std::size_t start = 0; start < n; start += kBlock) {
+      const std::size_t count = std::min(kBlock, n - start);
+      for (std::size_t i = 0; i < count; ++i) uniform[i] = rng.uniform_float();
+      stochastic_round(residual.subspan(start, count), best_prediction.subspan(start, count), uniform, step,
+                       static_cast<double>(L), symbols, recon.subspan(start, count));
+      for (std::size_t i = 0; i < count; ++i) coder.encode(symbols[i], model);
       // decode() rejects what overflows; only inputs near the float limit get here.
-      if (!std::isfinite(recon[i]))
+      if (!std::all_of(recon.begin() + static_cast<std::ptrdiff_t>(start),
+                       recon.begin() + static_cast<std::ptrdiff_t>(start + count),
+                       [](float r) { return std::isfinite(r); }))
         throw std::invalid_argument("predictive_coding: reconstruction in layer '" + layers_[l].name +
                                     "' overflows float");
     }

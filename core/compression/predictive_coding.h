@@ -104,6 +104,9 @@ class PredictiveCoder final : public Compressor {
 
  private:
   void predict(Predictor p, std::size_t layer, std::span<float> out) const;
+  // ||x - p||^2 of every predictor on `layer`, indexed by Predictor, each
+  // summed in coordinate order as a loop over predict()'s output would.
+  std::array<double, kAllPredictors.size()> residual_energies(std::size_t layer, std::span<const float> x) const;
   void commit(std::span<const float> recon);
 
   PredictiveCodingOptions options_;
@@ -121,6 +124,10 @@ class PredictiveCoder final : public Compressor {
 
   std::vector<LayerChoice> choices_;
   std::vector<float> scratch_;  // decode target, committed at the end
+  // Per-layer work buffers, kept so that encode()/decode() allocate only once.
+  std::vector<float> prediction_;
+  std::vector<float> residual_;
+  std::vector<double> counts_;
 };
 
 }  // namespace fedsim

@@ -205,6 +205,41 @@ TEST(ArithmeticCoder, DecoderRejectsEmptyTruncatedAndTrailingBytes) {
   }
 }
 
+// The Fenwick tree walks a fixed number of steps (no branch on the symbol):
+// cumulative(), find() and the frequencies must match plain sums of the
+// model's definition (start at 1, +kIncrement, halve rounding up past
+// kMaxTotal) for every alphabet shape, through many halvings.
+TEST(ArithmeticCoder, ModelMatchesPlainFrequencySumsThroughHalvings) {
+  Rng rng(17);
+  for (std::uint32_t size : {1u, 2u, 3u, 4u, 5u, 7u, 8u, 15u, 16u, 17u, 255u, 4095u, AdaptiveModel::kMaxSize}) {
+    AdaptiveModel model(size);
+    std::vector<std::uint32_t> freq(size, 1);
+    const int updates = size > 1000 ? 6000 : 20000;
+    for (int step = 0; step < updates; ++step) {
+      // Skewed draws, so that some symbols stay at small frequencies.
+      const auto s = static_cast<std::uint32_t>(rng.below(rng.bernoulli(0.7) ? std::min(size, 4u) : size));
+      model.update(s);
+      std::uint32_t total = 0;
+      for (auto f : freq) total += f;
+      if (total + AdaptiveModel::kIncrement > AdaptiveModel::kMaxTotal)
+        for (auto& f : freq) f = (f + 1) / 2;
+      freq[s] += AdaptiveModel::kIncrement;
+      if (step % 97 != 0 && step != updates - 1) continue;
+      std::uint32_t cum = 0;
+      for (std::uint32_t k = 0; k < size; ++k) {
+        ASSERT_EQ(model.frequency(k), freq[k]) << size << " " << k;
+        ASSERT_EQ(model.cumulative(k), cum) << size << " " << k;
+        std::uint32_t low = 0;
+        ASSERT_EQ(model.find(cum, low), k);
+        ASSERT_EQ(low, cum);
+        ASSERT_EQ(model.find(cum + freq[k] - 1, low), k);
+        cum += freq[k];
+      }
+      ASSERT_EQ(model.total(), cum) << size;
+    }
+  }
+}
+
 // ------------------------------------------------------------ predictive coding
 
 const std::vector<Layer> kLayers{{"conv", 0, 300}, {"bias", 300, 10}, {"empty", 310, 0}, {"fc", 310, 1000}};
