@@ -1,6 +1,7 @@
 #include "core/compression/top_k.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <functional>
 #include <numeric>
@@ -17,14 +18,29 @@ namespace fedsim {
 // |v_i| == T until there are k: the same set nth_element with the order
 // "larger magnitude first, then lower index" gives, already sorted.
 void TopK::encode(std::span<const float> v, Rng&, Bytes& out, std::span<float> reconstructed) {
+  encode_selection(v, nullptr, out, reconstructed);
+}
+
+void TopK::encode_with_memory(std::span<const float> v, std::span<float> memory, Rng&, Bytes& out,
+                              std::span<float> reconstructed) {
+  if (memory.size() != v.size() || reconstructed.size() != v.size())
+    throw std::invalid_argument("top_k: vector, memory and reconstruction sizes differ");
+  encode_selection(v, memory.data(), out, reconstructed);
+}
+
+// With error feedback (memory not null) the first pass reads v + memory
+// without storing it, so that a non-finite u throws with the memory
+// untouched; the second stores u over the memory, and the later passes and
+// the selection read it there.
+void TopK::encode_selection(std::span<const float> v, float* memory, Bytes& out, std::span<float> reconstructed) {
   const std::size_t n = v.size();
-  const std::uint32_t* bits = reinterpret_cast<const std::uint32_t*>(v.data());
+  const auto key_of = [](float x) { return std::bit_cast<std::uint32_t>(x) & 0x7FFFFFFFu; };
   constexpr int kShift = 16;
   constexpr std::uint32_t kInf = 0x7F800000u;
   histogram_.assign(std::size_t{1} << (31 - kShift), 0);
   std::uint32_t widest = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    const std::uint32_t key = bits[i] & 0x7FFFFFFFu;
+    const std::uint32_t key = key_of(memory != nullptr ? v[i] + memory[i] : v[i]);
     widest = std::max(widest, key);
     ++histogram_[key >> kShift];
   }
@@ -32,12 +48,17 @@ void TopK::encode(std::span<const float> v, Rng&, Bytes& out, std::span<float> r
   const std::size_t k = k_for(n);
   order_.clear();
   values_.clear();
+  const float* u = memory != nullptr ? memory : v.data();
+  if (k == 0 && memory != nullptr)
+    for (std::size_t i = 0; i < n; ++i) memory[i] = v[i] + memory[i];
+  const std::uint32_t* bits = reinterpret_cast<const std::uint32_t*>(u);
   if (k > 0) {
     // The bin of the k-th largest key: `above` keys lie in higher bins.
     std::size_t bin = histogram_.size() - 1, above = 0;
     while (above + histogram_[bin] < k) above += histogram_[bin--];
     candidates_.clear();
     for (std::size_t i = 0; i < n; ++i) {
+      if (memory != nullptr) memory[i] = v[i] + memory[i];
       const std::uint32_t key = bits[i] & 0x7FFFFFFFu;
       if ((key >> kShift) == bin) candidates_.push_back(key);
     }
@@ -60,11 +81,14 @@ void TopK::encode(std::span<const float> v, Rng&, Bytes& out, std::span<float> r
         --ties;
       }
       order_.push_back(i);
-      values_.push_back(v[i]);
+      values_.push_back(u[i]);
     }
   }
   std::fill(reconstructed.begin(), reconstructed.end(), 0.0f);
   for (std::size_t j = 0; j < k; ++j) reconstructed[order_[j]] = values_[j];
+  // memory = u - C(u): u where nothing was sent (u - 0 = u, -0 included), 0 where it was.
+  if (memory != nullptr)
+    for (std::size_t j = 0; j < k; ++j) memory[order_[j]] = values_[j] - values_[j];
   BitWriter writer(out);
   write_sparse_entries(writer, order_, values_);
 }

@@ -21,22 +21,30 @@
 #include <vector>
 
 #include "core/compression/compressor.h"
+#include "core/compression/error_feedback.h"
 #include "core/compression/sparse_entries.h"
 
 namespace fedsim {
 
-class TopK final : public Compressor {
+// Fuses error feedback: u = v + e is stored over e while the selection's
+// second pass reads it (seven passes' worth of memory traffic instead of ten).
+class TopK final : public Compressor, public FusesErrorFeedback {
  public:
   // k_setting = 0 selects ceil(fraction * n).
   TopK(std::size_t k_setting, double fraction) : k_setting_(k_setting), fraction_(fraction) {}
 
   void encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) override;
+  void encode_with_memory(std::span<const float> v, std::span<float> memory, Rng& rng, Bytes& out,
+                          std::span<float> reconstructed) override;
   void decode(std::span<const std::uint8_t> payload, std::span<float> out) override;
   bool unbiased() const override { return false; }
 
   std::size_t k_for(std::size_t n) const { return sparse_count(n, k_setting_, fraction_); }
 
  private:
+  // The top-k of u = v, or of u = fl(v + memory) leaving memory = fl(u - C(u)).
+  void encode_selection(std::span<const float> v, float* memory, Bytes& out, std::span<float> reconstructed);
+
   std::size_t k_setting_;
   double fraction_;
   std::vector<std::size_t> order_;  // scratch: candidate indices

@@ -31,6 +31,7 @@
 #include "core/compression/qsgd.h"
 #include "core/compression/sign_compressor.h"
 #include "core/compression/terngrad.h"
+#include "core/compression/top_k.h"
 #include "core/compression/vector_norms.h"
 
 namespace fedsim {
@@ -497,19 +498,21 @@ TEST(Simd, SignAndFedVoteAreTheirScalarDefinitions) {
   }
 }
 
-// Error feedback fused into the sign stage (FusesErrorFeedback) is error
-// feedback's definition run around the plain stage: u = fl(v + e), C(u),
-// e = fl(u - C(u)); over rounds, so that the memory carries over, and with
-// zeros and signed zeros in u.
-TEST(Simd, SignWithFusedErrorFeedbackIsTheTwoStagesApart) {
+// Error feedback fused into a stage (FusesErrorFeedback: sign, top-k) is
+// error feedback's definition run around the plain stage: u = fl(v + e),
+// C(u), e = fl(u - C(u)); over rounds, so that the memory carries over, with
+// zeros and signed zeros in u, and ties for top-k.
+template <typename Stage, typename... Args>
+void expect_fused_error_feedback_is_the_stages_apart(Args... args) {
   for (std::size_t n : awkward_sizes()) {
-    ErrorFeedback fused(std::make_unique<SignCompressor>(), n);
-    SignCompressor plain;
+    ErrorFeedback fused(std::make_unique<Stage>(args...), n);
+    Stage plain(args...);
     std::vector<float> memory(n, 0.0f), u(n), rec(n), expected_rec(n);
     Rng data(71 + n), unused(1);
     for (int round = 0; round < 3; ++round) {
       std::vector<float> v = random_vector(data, n);
       for (std::size_t i = 0; i < n; i += 5) v[i] = round == 1 ? -memory[i] : v[i];  // u = +-0
+      for (std::size_t i = 3; i < n; i += 7) v[i] = round == 2 ? 0.5f - memory[i] : v[i];  // ties
       Bytes out, expected;
       fused.encode(v, unused, out, rec);
       for (std::size_t i = 0; i < n; ++i) u[i] = v[i] + memory[i];
@@ -519,6 +522,29 @@ TEST(Simd, SignWithFusedErrorFeedbackIsTheTwoStagesApart) {
       EXPECT_EQ(0, std::memcmp(rec.data(), expected_rec.data(), n * sizeof(float))) << "n=" << n;
       ASSERT_EQ(0, std::memcmp(fused.residual().data(), memory.data(), n * sizeof(float))) << "n=" << n;
     }
+  }
+}
+
+TEST(Simd, FusedErrorFeedbackIsTheTwoStagesApart) {
+  expect_fused_error_feedback_is_the_stages_apart<SignCompressor>();
+  expect_fused_error_feedback_is_the_stages_apart<TopK>(std::size_t{0}, 0.05);
+  expect_fused_error_feedback_is_the_stages_apart<TopK>(std::size_t{3}, 0.0);
+}
+
+// A non-finite u throws and leaves the memory as it was.
+TEST(Simd, FusedErrorFeedbackKeepsTheMemoryWhenTheInputIsNotFinite) {
+  ErrorFeedback sign(std::make_unique<SignCompressor>(), 9);
+  ErrorFeedback top_k(std::make_unique<TopK>(std::size_t{2}, 0.0), 9);
+  for (ErrorFeedback* ef : {&sign, &top_k}) {
+    Rng unused(1);
+    Bytes out;
+    std::vector<float> v(9, 0.25f), rec(9);
+    v[4] = -1.5f;
+    ef->encode(v, unused, out, rec);
+    const std::vector<float> before(ef->residual().begin(), ef->residual().end());
+    v[7] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_THROW(ef->encode(v, unused, out, rec), std::invalid_argument);
+    EXPECT_EQ(0, std::memcmp(ef->residual().data(), before.data(), 9 * sizeof(float)));
   }
 }
 
