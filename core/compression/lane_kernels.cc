@@ -11,19 +11,13 @@ using simd::f32x8;
 using simd::i32x8;
 using simd::u32x8;
 
-// Bit 31 of 8 words -> one byte (lane j -> bit j), by shifts and a
-// shuffle reduction (no movemask in portable code).
+// Bit 31 of 8 words -> one byte (lane j -> bit j).
 [[gnu::always_inline]] inline void pack_top_bits_impl(const std::uint32_t* words, std::size_t n, std::uint8_t* out) {
-  const u32x8 shift = {0, 1, 2, 3, 4, 5, 6, 7};
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     u32x8 w;
     std::memcpy(&w, words + i, sizeof w);
-    u32x8 b = (w >> 31) << shift;
-    b |= __builtin_shufflevector(b, b, 4, 5, 6, 7, 0, 1, 2, 3);
-    b |= __builtin_shufflevector(b, b, 2, 3, 0, 1, 6, 7, 4, 5);
-    b |= __builtin_shufflevector(b, b, 1, 0, 3, 2, 5, 4, 7, 6);
-    out[i / 8] = static_cast<std::uint8_t>(b[0]);
+    out[i / 8] = lane_bits_to_byte(w >> 31);
   }
   if (i < n) {
     std::uint8_t last = 0;

@@ -24,6 +24,18 @@ constexpr std::size_t kLaneBlock = 1024;
 // width) would write.
 void write_codes(BitWriter& w, const std::uint32_t* codes, std::size_t m, int width);
 
+// The byte whose bit j is lane j of `bits` (each lane 0 or 1), by shifts and
+// a shuffle reduction (no movemask in portable code). Inlined into the
+// kernels' _avx2 / _baseline variants.
+[[gnu::always_inline]] inline std::uint8_t lane_bits_to_byte(simd::u32x8 bits) {
+  const simd::u32x8 shift = {0, 1, 2, 3, 4, 5, 6, 7};
+  simd::u32x8 b = bits << shift;
+  b |= __builtin_shufflevector(b, b, 4, 5, 6, 7, 0, 1, 2, 3);
+  b |= __builtin_shufflevector(b, b, 2, 3, 0, 1, 6, 7, 4, 5);
+  b |= __builtin_shufflevector(b, b, 1, 0, 3, 2, 5, 4, 7, 6);
+  return static_cast<std::uint8_t>(b[0]);
+}
+
 // Sign bits: bit i of the LSB-first stream is bit 31 of words[i]. Writes
 // ceil(n / 8) bytes to out (padding bits zero).
 void pack_top_bits(const std::uint32_t* words, std::size_t n, std::uint8_t* out);

@@ -178,6 +178,8 @@ void LogQuantizer::write_blocks(bool all) {
 
 void LogQuantizer::encode(std::span<const float> v, Rng& rng, Bytes& out, std::span<float> reconstructed) {
   const std::size_t n = v.size();
+  // Positions are kept in 40 bits while the entries are coded.
+  if (n >= (std::size_t{1} << 40)) throw std::invalid_argument("log_quant: vectors of 2^40 coordinates or more");
   const float max_abs = fedsim::max_abs(v.data(), n);
   if (!std::isfinite(max_abs)) throw std::invalid_argument("log_quant: input is not finite");
   const float threshold = mode_ == Mode::kRelative ? static_cast<float>(threshold_ * static_cast<double>(max_abs))

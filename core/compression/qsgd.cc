@@ -282,18 +282,13 @@ struct EntryWriter {
 [[gnu::always_inline]] inline void nonzero_bits_impl(const std::uint32_t* codes, std::size_t m, std::uint32_t s,
                                                      std::uint8_t* out) {
   using simd::u32x8;
-  const u32x8 shift = {0, 1, 2, 3, 4, 5, 6, 7};
   const u32x8 sv = u32x8{} + s;
   std::size_t k = 0;
   for (; k + 8 <= m; k += 8) {
     u32x8 c;
     std::memcpy(&c, codes + k, sizeof c);
     // Codes are below 2^25: one of c - s and s - c is negative iff c != s.
-    u32x8 b = (((c - sv) | (sv - c)) >> 31) << shift;
-    b |= __builtin_shufflevector(b, b, 4, 5, 6, 7, 0, 1, 2, 3);
-    b |= __builtin_shufflevector(b, b, 2, 3, 0, 1, 6, 7, 4, 5);
-    b |= __builtin_shufflevector(b, b, 1, 0, 3, 2, 5, 4, 7, 6);
-    out[k / 8] = static_cast<std::uint8_t>(b[0]);
+    out[k / 8] = lane_bits_to_byte(((c - sv) | (sv - c)) >> 31);
   }
   if (k < m) {
     std::uint8_t last = 0;

@@ -519,6 +519,7 @@ void expect_fused_error_feedback_is_the_stages_apart(Args... args) {
       plain.encode(u, unused, expected, expected_rec);
       for (std::size_t i = 0; i < n; ++i) memory[i] = u[i] - expected_rec[i];
       EXPECT_EQ(out, expected) << "n=" << n << " round " << round;
+      if (n == 0) continue;  // no data to compare (and memcmp must not see the null pointers)
       EXPECT_EQ(0, std::memcmp(rec.data(), expected_rec.data(), n * sizeof(float))) << "n=" << n;
       ASSERT_EQ(0, std::memcmp(fused.residual().data(), memory.data(), n * sizeof(float))) << "n=" << n;
     }
