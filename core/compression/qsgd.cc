@@ -253,28 +253,26 @@ const std::array<std::uint64_t, 2 * kShortLevel>& level_codes() {
 struct EntryWriter {
   static constexpr std::size_t kBytes = 4096;
   explicit EntryWriter(BitWriter& out) : out(out) {}
+  EntryWriter(const EntryWriter&) = delete;  // bits points into buffer
+  EntryWriter& operator=(const EntryWriter&) = delete;
   // Hands over the whole words buffered; `reserve` bytes stay free.
   void make_room(std::size_t reserve) {
-    if (pos + reserve <= kBytes) return;
-    const std::size_t whole = pos / 8 * 8;
+    if (bits.byte + reserve <= kBytes) return;
+    const std::size_t whole = bits.byte / 8 * 8;
     out.write_stream(buffer, 8 * static_cast<std::uint64_t>(whole));
-    std::memmove(buffer, buffer + whole, pos - whole);
-    pos -= whole;
+    std::memmove(buffer, buffer + whole, bits.byte - whole);
+    bits.byte -= whole;
   }
   // Everything, bits in flight included (the end of the bucket, or a long entry next).
   void finish() {
-    out.write_stream(buffer, 8 * static_cast<std::uint64_t>(pos));
-    out.write(acc, static_cast<int>(filled));
-    pos = 0;
-    acc = 0;
-    filled = 0;
+    out.write_stream(buffer, 8 * static_cast<std::uint64_t>(bits.byte));
+    out.write(bits.acc, bits.filled);
+    bits = FastBitWriter{buffer};
   }
 
   BitWriter& out;
   std::uint8_t buffer[kBytes + 8];
-  std::size_t pos = 0;       // bytes of buffer finished
-  std::uint64_t acc = 0;     // the next `filled` bits
-  std::uint64_t filled = 0;  // < 8 between entries
+  FastBitWriter bits{buffer};  // bits.byte: bytes of buffer finished; acc holds the next `filled` < 8 bits
 };
 
 // Bit k of out[k / 8] set iff codes[k] != s (level k non-zero), for k < m;
@@ -325,17 +323,14 @@ void nonzero_bits_baseline(const std::uint32_t* codes, std::size_t m, std::uint3
   std::size_t count = 0;
   // Signed level + kShortLevel, as an unsigned index.
   const std::uint32_t bias = s - static_cast<std::uint32_t>(kShortLevel);
-  std::uint8_t* buffer = ew.buffer;
-  std::size_t pos = ew.pos;
-  std::uint64_t acc = ew.acc;
-  std::uint64_t filled = ew.filled;
+  FastBitWriter w = ew.bits;  // in registers while coding
   for (std::size_t k0 = 0; k0 < m; k0 += 64) {
     std::uint64_t mask = 0;
     std::memcpy(&mask, nonzero + k0 / 8, std::min<std::size_t>(8, (m - k0 + 7) / 8));
-    if (pos + kGroupBytes > EntryWriter::kBytes) {
-      ew.pos = pos;
+    if (w.byte + kGroupBytes > EntryWriter::kBytes) {
+      ew.bits = w;
       ew.make_room(kGroupBytes);
-      pos = ew.pos;
+      w = ew.bits;
     }
     count += static_cast<std::size_t>(std::popcount(mask));
     const std::size_t base = c0 + k0 + 1;
@@ -348,33 +343,20 @@ void nonzero_bits_baseline(const std::uint32_t* codes, std::size_t m, std::uint3
         const std::uint64_t g = gaps[gap];
         const std::uint64_t l = levels[index];
         const std::uint64_t bits = static_cast<std::uint32_t>(g) | (static_cast<std::uint64_t>(static_cast<std::uint32_t>(l)) << (g >> 32));
-        acc |= bits << filled;
-        filled += (g + l) >> 32;
-        // At most 7 + 31 bits: store 8 bytes, keep the unfinished byte.
-        std::memcpy(buffer + pos, &acc, 8);
-        const std::uint64_t whole = filled & ~std::uint64_t{7};
-        pos += whole >> 3;
-        acc >>= whole;
-        filled &= 7;
+        w.put(bits, static_cast<int>((g + l) >> 32));  // at most 31 bits
       } else {
-        ew.pos = pos;
-        ew.acc = acc;
-        ew.filled = filled;
+        ew.bits = w;
         ew.finish();
         const std::uint32_t diff = codes[k0 + at] - s;
         const std::uint32_t neg = diff >> 31;
         ew.out.write_omega(gap);
         ew.out.write_bit(neg != 0);
         ew.out.write_omega((diff ^ (0u - neg)) + neg);
-        pos = 0;
-        acc = 0;
-        filled = 0;
+        w = ew.bits;
       }
     }
   }
-  ew.pos = pos;
-  ew.acc = acc;
-  ew.filled = filled;
+  ew.bits = w;
   last_nonzero = last;
   return count;
 }
