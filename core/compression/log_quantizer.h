@@ -5,9 +5,13 @@
 // With M = max|v_i| and codes c = 0 .. C, C = 2^bits - 1, the magnitudes
 // are m_c = M * base^-c (base^-c rounded to float32 once, times M in float32;
 // the same on both ends). A kept coordinate with m_c' < |v_i| <= m_(c'-1)
-// is rounded stochastically to m_(c'-1) or m_c', with the probability that
-// makes the expectation |v_i| (the probability is computed from the float32
-// magnitudes themselves). Below the smallest magnitude m_C the neighbours are
+// is rounded stochastically to m_(c'-1) (up) or m_c' (lo): up iff
+// u (hi - lo) < |v_i| - lo in float32, with u = (r >> 8) 2^-24 for the
+// coordinate's 32-bit draw r, as TernGrad draws (so P(up) is the ratio that
+// makes the expectation |v_i|, up to float32 rounding: unbiased within a few
+// 2^-24 of hi - lo). The draws are one 32-bit word per coordinate, kept or
+// not, in index order, from a LaneRng made from the encoder's Rng (one draw
+// of it). Below the smallest magnitude m_C the neighbours are
 // m_C and 0: no clipping bias, such entries are usually dropped (sent as 0).
 // Above: none, M is the top. Hence unbiased for every coordinate not removed
 // by the threshold; coordinates with |v_i| < threshold are sent as zero
@@ -53,7 +57,7 @@ class LogQuantizer final : public Compressor {
   const std::vector<float>& ratios() const { return ratios_; }
 
  private:
-  void fill_magnitudes(float max_abs);  // magnitudes_ = M * ratios_, then a 0
+  void fill_magnitudes(float max_abs);  // magnitudes_ = M * ratios_, then a 0; pairs_
   void write_blocks(bool all);           // pending entries -> stream_, see encode()
 
   double base_;
@@ -62,14 +66,13 @@ class LogQuantizer final : public Compressor {
   double threshold_;
   std::vector<float> ratios_;
   std::vector<float> magnitudes_;  // scratch, size 2^bits + 1
-  // Scratch of encode(): per pass of coordinates, the kept ones, their table
-  // index (estimated, then exact), neighbouring magnitudes and probability
-  // of rounding up; the entries not yet written ((gap - 1) | (sign | code <<
-  // 1) << 40, n < 2^40); the entries' bit stream and its writer's state.
-  std::vector<std::uint32_t> kept_;
-  std::vector<std::int32_t> lower_;
-  std::vector<float> lo_, hi_;
-  std::vector<double> p_up_;
+  std::vector<std::uint64_t> pairs_;  // scratch of encode(): neighbouring magnitudes (log_quantizer.cc)
+  // Scratch of encode(): per pass of coordinates, their random words and
+  // entry words (see log_quantizer.cc); the entries not yet written ((gap -
+  // 1) | (sign | code << 1) << 40, n < 2^40); the entries' bit stream and its
+  // writer's state.
+  std::vector<std::uint64_t> random_;
+  std::vector<std::uint32_t> words_;
   std::vector<std::uint64_t> pending_entries_;
   std::size_t pending_ = 0;
   std::size_t previous_ = 0;  // 1-based position of the last entry
