@@ -17,7 +17,9 @@
 // vectorised: P(+1) = (1 + w) / 2 as logistic(2 k h), within
 // 2e-6 of the exact value (core/compression/lane_kernels.h); a vote whose
 // uniform lies within 1e-5 of that is recomputed with tanhf, so that every
-// vote is the one the scalar definition 0.5f * (1 + tanhf(k h)) casts.
+// vote is the one the scalar definition 0.5f * (1 + tanhf(k h)) casts. Most
+// votes are decided before that by a cheaper bound on P(+1), which casts the
+// same vote wherever it is sure (fedvote_quantizer.cc).
 //
 // Payloads carry no header (both ends know the dimension n):
 // - binary: 1 bit per vote, LSB first, bit set = +1; ceil(n / 8) bytes, the

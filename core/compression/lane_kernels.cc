@@ -58,51 +58,19 @@ void expand_sign_bits_baseline(const std::uint8_t* bits, std::size_t n, float ma
   expand_sign_bits_impl(bits, n, magnitude, invert, out);
 }
 
-// 1 / (1 + exp(-z)). exp(w), w = -z clamped to [-80, 80], as 2^k exp(r):
-// k = round(w / ln 2), r = w - k ln 2 (Cody-Waite, ln 2 in two parts, the
-// first exact times any |k| <= 128), |r| <= ln 2 / 2, and exp(r) by its
-// Taylor polynomial of degree 7 (truncation below 1e-8). Only adds,
-// multiplies and one division: no fused multiply-add on any path, so every
-// variant rounds alike. Comparisons are integer ones on magnitudes (simd.h).
-[[gnu::always_inline]] inline void logistic8(const float* src, float* dst) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693145751953125f;
-  constexpr float kLn2Lo = 1.42860682030941723e-6f;
-  const i32x8 clamp_bits = i32x8{} + std::bit_cast<std::int32_t>(80.0f);
-  const i32x8 inf_bits = i32x8{} + 0x7F800000;
-  i32x8 zb;
-  std::memcpy(&zb, src, sizeof zb);
-  const i32x8 mag = zb & 0x7FFFFFFF;
-  const i32x8 is_nan = FEDSIM_SIMD_MASK_LT(inf_bits, mag);
-  const i32x8 small = FEDSIM_SIMD_MASK_LT(mag, clamp_bits);
-  const i32x8 clamped = (mag & small) | (clamp_bits & ~small);
-  // w = -z, clamped.
-  const f32x8 w = (f32x8)(clamped | (~zb & static_cast<std::int32_t>(0x80000000u)));
-  // k = round(w / ln 2) as floor(x + 0.5), by truncating a positive value.
-  const f32x8 x = w * kLog2e + 128.5f;
-  const i32x8 k = __builtin_convertvector(x, i32x8) - 128;
-  const f32x8 kf = __builtin_convertvector(k, f32x8);
-  const f32x8 r = (w - kf * kLn2Hi) - kf * kLn2Lo;
-  f32x8 p = r * (1.0f / 5040.0f) + (1.0f / 720.0f);
-  p = p * r + (1.0f / 120.0f);
-  p = p * r + (1.0f / 24.0f);
-  p = p * r + (1.0f / 6.0f);
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const f32x8 e = p * (f32x8)((k + 127) << 23);
-  const f32x8 result = 1.0f / (1.0f + e);
-  const i32x8 bits = (i32x8)result & ~is_nan;
-  std::memcpy(dst, &bits, sizeof bits);
-}
 [[gnu::always_inline]] inline void logistic_impl(const float* z, std::size_t n, float* out) {
   std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) logistic8(z + i, out + i);
+  for (; i + 8 <= n; i += 8) {
+    f32x8 v;
+    std::memcpy(&v, z + i, sizeof v);
+    logistic8(v);
+    std::memcpy(out + i, &v, sizeof v);
+  }
   if (i < n) {
-    float zp[8] = {}, op[8];
-    std::memcpy(zp, z + i, (n - i) * sizeof(float));
-    logistic8(zp, op);
-    std::memcpy(out + i, op, (n - i) * sizeof(float));
+    f32x8 v = {};
+    std::memcpy(&v, z + i, (n - i) * sizeof(float));
+    logistic8(v);
+    std::memcpy(out + i, &v, (n - i) * sizeof(float));
   }
 }
 FEDSIM_TARGET_AVX2 void logistic_avx2(const float* z, std::size_t n, float* out) { logistic_impl(z, n, out); }

@@ -8,6 +8,7 @@
 // and an AVX-512 CPU runs the AVX2 variant.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -56,5 +57,48 @@ void expand_sign_bits(const std::uint8_t* bits, std::size_t n, float magnitude, 
 // 1.8e-35 stands for 0, logistic(80) rounds to 1).
 void logistic(const float* z, std::size_t n, float* out);
 void logistic(const float* z, std::size_t n, float* out, simd::Isa isa);
+
+// Replaces the 8 lanes of v by their logistic(), in registers, for kernels
+// that fuse it with their other passes (FedVote's encoder); inlined into
+// their _avx2 / _baseline variants, it rounds as logistic() does. (v is a
+// reference: a vector passed or returned by value warns -Wpsabi.)
+//
+// exp(w), w = -z clamped to [-80, 80], as 2^k exp(r): k = round(w / ln 2),
+// r = w - k ln 2 (Cody-Waite, ln 2 in two parts, the first exact times any
+// |k| <= 128), |r| <= ln 2 / 2, and exp(r) by its Taylor polynomial of
+// degree 7 (truncation below 1e-8). Only adds, multiplies and one division:
+// no fused multiply-add on any path, so every variant rounds alike.
+// Comparisons are integer ones on magnitudes (simd.h).
+[[gnu::always_inline]] inline void logistic8(simd::f32x8& v) {
+  using simd::f32x8;
+  using simd::i32x8;
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693145751953125f;
+  constexpr float kLn2Lo = 1.42860682030941723e-6f;
+  const i32x8 clamp_bits = i32x8{} + std::bit_cast<std::int32_t>(80.0f);
+  const i32x8 inf_bits = i32x8{} + 0x7F800000;
+  const i32x8 zb = (i32x8)v;
+  const i32x8 mag = zb & 0x7FFFFFFF;
+  const i32x8 is_nan = FEDSIM_SIMD_MASK_LT(inf_bits, mag);
+  const i32x8 small = FEDSIM_SIMD_MASK_LT(mag, clamp_bits);
+  const i32x8 clamped = (mag & small) | (clamp_bits & ~small);
+  // w = -z, clamped.
+  const f32x8 w = (f32x8)(clamped | (~zb & static_cast<std::int32_t>(0x80000000u)));
+  // k = round(w / ln 2) as floor(x + 0.5), by truncating a positive value.
+  const f32x8 x = w * kLog2e + 128.5f;
+  const i32x8 k = __builtin_convertvector(x, i32x8) - 128;
+  const f32x8 kf = __builtin_convertvector(k, f32x8);
+  const f32x8 r = (w - kf * kLn2Hi) - kf * kLn2Lo;
+  f32x8 p = r * (1.0f / 5040.0f) + (1.0f / 720.0f);
+  p = p * r + (1.0f / 120.0f);
+  p = p * r + (1.0f / 24.0f);
+  p = p * r + (1.0f / 6.0f);
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const f32x8 e = p * (f32x8)((k + 127) << 23);
+  const f32x8 result = 1.0f / (1.0f + e);
+  v = (f32x8)((i32x8)result & ~is_nan);
+}
 
 }  // namespace fedsim
