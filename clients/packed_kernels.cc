@@ -13,6 +13,7 @@
 #include <cstring>
 
 #if FEDSIM_SIMD_X86
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -161,6 +162,227 @@ template <int B>
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
   return lanes[0] + lanes[1] + lanes[2] + lanes[3] + sum_sse<B>(a + 32 * blocks, bytes - 32 * blocks);
 }
+
+// Integer dot products on dpbusd (VNNI: for each 32-bit lane, acc += the sum
+// of the 4 products unsigned byte x signed byte of that lane; no saturation).
+// One algorithm over an ops policy (the vector width, loads, masks and the
+// dpbusd primitive), instantiated with the real AVX-512 VNNI instruction
+// (512-bit), the real AVX-VNNI one (256-bit, VEX) and an exact AVX2 emulation
+// of it (256-bit, and 512-bit as two halves), so that the algorithm the VNNI
+// paths run is tested on any AVX2 CPU.
+//
+// The algorithm, per block of Ops::kBytes bytes of a and b:
+//  - 2- and 4-bit codes: each bit plane (mask after a 16-bit shift) of a as the
+//    unsigned operand and of b as the signed one (codes < 16 are valid signed
+//    bytes), one dpbusd per plane;
+//  - 8-bit codes: b >= 128 is no signed byte, so b is biased: b ^ 0x80 read as
+//    a signed byte is b - 128, and sum a b = sum a (b - 128) + 128 sum a; one
+//    dpbusd per block, sum a with psadbw in 64-bit lanes.
+// Four accumulators (planes and consecutive blocks interleaved) hide the
+// dpbusd latency. A partial last block is copied into a zero-padded one
+// (zero codes add nothing). Each accumulator receives at most one dpbusd per
+// block, |4 products| <= 4 * 255 * 128 = 130560 (8-bit, biased), 4 * 15^2 =
+// 900 (4-bit), 4 * 3^2 = 36 (2-bit), and is flushed into 64 bits every
+// kDpbusdFlushBlocks blocks: 4096 * 130560 < 2^31 (static_assert below).
+constexpr std::size_t kDpbusdFlushBlocks = 4096;
+template <int B>
+constexpr std::int64_t kDpbusdTermBound = B == 8 ? 4 * 255 * 128 : 4 * ((1 << B) - 1) * ((1 << B) - 1);
+static_assert(kDpbusdFlushBlocks * kDpbusdTermBound<8> < (std::int64_t{1} << 31));
+static_assert(kDpbusdFlushBlocks * kDpbusdTermBound<4> < (std::int64_t{1} << 31));
+static_assert(kDpbusdFlushBlocks * kDpbusdTermBound<2> < (std::int64_t{1} << 31));
+
+#define FEDSIM_TARGET_AVX_VNNI __attribute__((target("avx2,avxvnni")))
+#define FEDSIM_TARGET_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+// The ops policies: V, kBytes, zero, load, set1, and_, xor_, srli16, dpbusd,
+// sad (byte sums in 64-bit lanes), add64, sum_i32 and sum_u64 (of the lanes).
+struct DpbusdOps256_avx2 {  // everything but dpbusd, for the two 256-bit policies
+  using V = __m256i;
+  static constexpr std::size_t kBytes = 32;
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V zero() { return _mm256_setzero_si256(); }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V load(const std::uint8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V set1(std::uint8_t x) {
+    return _mm256_set1_epi8(static_cast<char>(x));
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V and_(V x, V y) { return _mm256_and_si256(x, y); }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V xor_(V x, V y) { return _mm256_xor_si256(x, y); }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V srli16(V x, int s) { return _mm256_srli_epi16(x, s); }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V sad(V x) {
+    return _mm256_sad_epu8(x, _mm256_setzero_si256());
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V add64(V x, V y) { return _mm256_add_epi64(x, y); }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline std::int64_t sum_i32(V x) {
+    alignas(32) std::int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), x);
+    std::int64_t total = 0;
+    for (std::int32_t v : lanes) total += v;
+    return total;
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline std::uint64_t sum_u64(V x) {
+    alignas(32) std::uint64_t lanes[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), x);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+  }
+};
+
+// vpdpbusd's semantics in AVX2, exactly (wrapping 32-bit adds included): the
+// bytes widened to 16 bits (a's even and odd bytes zero-extended, b's
+// sign-extended), pmaddwd (products <= 255 * 128 in magnitude: no
+// saturation) giving the even and the odd pair of each lane, added.
+struct DpbusdEmulated256_avx2 : DpbusdOps256_avx2 {
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V dpbusd(V acc, V u8, V s8) {
+    const __m256i u_even = _mm256_and_si256(u8, _mm256_set1_epi16(0x00ff));
+    const __m256i u_odd = _mm256_srli_epi16(u8, 8);
+    const __m256i s_even = _mm256_srai_epi16(_mm256_slli_epi16(s8, 8), 8);
+    const __m256i s_odd = _mm256_srai_epi16(s8, 8);
+    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(u_even, s_even), _mm256_madd_epi16(u_odd, s_odd)));
+  }
+};
+
+// The 512-bit kernel's blocks (64 bytes, 16 lanes) on AVX2: two emulated halves.
+struct DpbusdEmulated512_avx2 {
+  using H = DpbusdEmulated256_avx2;
+  struct V {
+    __m256i lo, hi;
+  };
+  static constexpr std::size_t kBytes = 64;
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V zero() { return {H::zero(), H::zero()}; }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V load(const std::uint8_t* p) {
+    return {H::load(p), H::load(p + 32)};
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V set1(std::uint8_t x) { return {H::set1(x), H::set1(x)}; }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V and_(V x, V y) {
+    return {H::and_(x.lo, y.lo), H::and_(x.hi, y.hi)};
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V xor_(V x, V y) {
+    return {H::xor_(x.lo, y.lo), H::xor_(x.hi, y.hi)};
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V srli16(V x, int s) {
+    return {H::srli16(x.lo, s), H::srli16(x.hi, s)};
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V sad(V x) { return {H::sad(x.lo), H::sad(x.hi)}; }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V add64(V x, V y) {
+    return {H::add64(x.lo, y.lo), H::add64(x.hi, y.hi)};
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline V dpbusd(V acc, V u8, V s8) {
+    return {H::dpbusd(acc.lo, u8.lo, s8.lo), H::dpbusd(acc.hi, u8.hi, s8.hi)};
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline std::int64_t sum_i32(V x) {
+    return H::sum_i32(x.lo) + H::sum_i32(x.hi);
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX2 static inline std::uint64_t sum_u64(V x) {
+    return H::sum_u64(x.lo) + H::sum_u64(x.hi);
+  }
+};
+
+// AVX-VNNI: vpdpbusd ymm, VEX-encoded (the _avx_ intrinsic).
+struct DpbusdAvxVnni_avx2 : DpbusdOps256_avx2 {
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX_VNNI static inline V dpbusd(V acc, V u8, V s8) {
+    return _mm256_dpbusd_avx_epi32(acc, u8, s8);
+  }
+};
+
+// AVX-512 VNNI: vpdpbusd zmm (shifts and psadbw on zmm need AVX-512 BW).
+struct DpbusdVnni512_avx512 {
+  using V = __m512i;
+  static constexpr std::size_t kBytes = 64;
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX512_VNNI static inline V zero() { return _mm512_setzero_si512(); }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX512_VNNI static inline V load(const std::uint8_t* p) {
+    return _mm512_loadu_si512(p);
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX512_VNNI static inline V set1(std::uint8_t x) {
+    return _mm512_set1_epi8(static_cast<char>(x));
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX512_VNNI static inline V and_(V x, V y) { return _mm512_and_si512(x, y); }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX512_VNNI static inline V xor_(V x, V y) { return _mm512_xor_si512(x, y); }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX512_VNNI static inline V srli16(V x, int s) {
+    return _mm512_srli_epi16(x, static_cast<unsigned>(s));
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX512_VNNI static inline V sad(V x) {
+    return _mm512_sad_epu8(x, _mm512_setzero_si512());
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX512_VNNI static inline V add64(V x, V y) { return _mm512_add_epi64(x, y); }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX512_VNNI static inline V dpbusd(V acc, V u8, V s8) {
+    return _mm512_dpbusd_epi32(acc, u8, s8);
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX512_VNNI static inline std::int64_t sum_i32(V x) {
+    alignas(64) std::int32_t lanes[16];
+    _mm512_store_si512(lanes, x);
+    std::int64_t total = 0;
+    for (std::int32_t v : lanes) total += v;
+    return total;
+  }
+  [[gnu::always_inline]] FEDSIM_TARGET_AVX512_VNNI static inline std::uint64_t sum_u64(V x) {
+    alignas(64) std::uint64_t lanes[8];
+    _mm512_store_si512(lanes, x);
+    std::uint64_t total = 0;
+    for (std::uint64_t v : lanes) total += v;
+    return total;
+  }
+};
+
+// The algorithm, written once. A function's target attribute cannot depend
+// on a template parameter, and GCC and clang refuse to inline a
+// target-specific always_inline function (an ops method) into one compiled
+// without that target, so the definition is a macro expanded once per target
+// (the ops policy's); NAME must contain _avx2 or _avx512 (tools/check_isa.sh).
+// NAME##_block: one block of a and b into the accumulators acc[first ..]
+// (one per bit plane) and, for 8-bit codes, sum a into `sums`.
+#define FEDSIM_DEFINE_DOT_DPBUSD(NAME, TARGET)                                                                   \
+  template <class Ops, int B>                                                                                  \
+  [[gnu::always_inline]] TARGET inline void NAME##_block(const std::uint8_t* a, const std::uint8_t* b,          \
+                                                         typename Ops::V* acc, typename Ops::V& sums) {         \
+    const typename Ops::V va = Ops::load(a), vb = Ops::load(b);                                                \
+    if constexpr (B == 8) {                                                                                    \
+      acc[0] = Ops::dpbusd(acc[0], va, Ops::xor_(vb, Ops::set1(0x80)));                                        \
+      sums = Ops::add64(sums, Ops::sad(va));                                                                   \
+    } else {                                                                                                   \
+      const typename Ops::V mask = Ops::set1(static_cast<std::uint8_t>((1u << B) - 1u));                        \
+      for (int p = 0; p < 8 / B; ++p)                                                                          \
+        acc[p] = Ops::dpbusd(acc[p], Ops::and_(Ops::srli16(va, p * B), mask),                                  \
+                             Ops::and_(Ops::srli16(vb, p * B), mask));                                         \
+    }                                                                                                          \
+  }                                                                                                            \
+  template <class Ops, int B>                                                                                  \
+  [[gnu::always_inline]] TARGET inline std::uint64_t NAME(const std::uint8_t* a, const std::uint8_t* b,         \
+                                                          std::size_t bytes) {                                 \
+    using V = typename Ops::V;                                                                                 \
+    constexpr std::size_t kW = Ops::kBytes;                                                                    \
+    constexpr int kPlanes = B == 8 ? 1 : 8 / B;                                                                \
+    constexpr std::size_t kGroup = 4 / kPlanes; /* blocks per step: 4 accumulators */                           \
+    const std::size_t full = bytes / kW, rest = bytes % kW;                                                    \
+    alignas(64) std::uint8_t last_a[kW] = {}, last_b[kW] = {};                                                 \
+    if (rest != 0) {                                                                                           \
+      std::memcpy(last_a, a + kW * full, rest);                                                                \
+      std::memcpy(last_b, b + kW * full, rest);                                                                \
+    }                                                                                                          \
+    const std::size_t blocks = full + (rest != 0);                                                             \
+    std::int64_t total = 0;                                                                                    \
+    std::uint64_t sum_a = 0;                                                                                   \
+    for (std::size_t k = 0; k < blocks;) {                                                                     \
+      const std::size_t end = std::min(blocks, k + kDpbusdFlushBlocks);                                        \
+      V acc[4] = {Ops::zero(), Ops::zero(), Ops::zero(), Ops::zero()};                                         \
+      V sums = Ops::zero();                                                                                    \
+      for (; k + kGroup <= end && k + kGroup <= full; k += kGroup)                                             \
+        for (std::size_t j = 0; j < kGroup; ++j)                                                               \
+          NAME##_block<Ops, B>(a + kW * (k + j), b + kW * (k + j), acc + kPlanes * j, sums);                   \
+      for (; k < end; ++k) {                                                                                   \
+        const bool whole = k < full;                                                                           \
+        NAME##_block<Ops, B>(whole ? a + kW * k : last_a, whole ? b + kW * k : last_b, acc, sums);             \
+      }                                                                                                        \
+      for (const V& v : acc) total += Ops::sum_i32(v);                                                         \
+      sum_a += Ops::sum_u64(sums);                                                                             \
+    }                                                                                                          \
+    /* 8-bit: sum a (b - 128) + 128 sum a; otherwise sum_a is 0. */                                            \
+    return static_cast<std::uint64_t>(total) + 128 * sum_a;                                                    \
+  }
+
+FEDSIM_DEFINE_DOT_DPBUSD(dot_dpbusd_avx2, FEDSIM_TARGET_AVX2)
+FEDSIM_DEFINE_DOT_DPBUSD(dot_dpbusd_avxvnni_avx2, FEDSIM_TARGET_AVX_VNNI)
+FEDSIM_DEFINE_DOT_DPBUSD(dot_dpbusd_avx512, FEDSIM_TARGET_AVX512_VNNI)
+#undef FEDSIM_DEFINE_DOT_DPBUSD
 
 // Codes 8c .. 8c + 7 as the low 8 bytes of a vector, in order.
 template <int B>
@@ -474,6 +696,71 @@ FEDSIM_TARGET_AVX2 std::uint64_t dot_avx2(const std::uint8_t* a, const std::uint
 std::uint64_t dot_baseline(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits) {
   return dot_narrow(a, b, n, bits);
 }
+
+#if FEDSIM_SIMD_X86
+// The dpbusd kernels (above) by width.
+#define FEDSIM_DOT_DPBUSD_BY_BITS(kernel, Ops)                  \
+  switch (bits) {                                               \
+    case 2: return kernel<Ops, 2>(a, b, packed_bytes(n, bits)); \
+    case 4: return kernel<Ops, 4>(a, b, packed_bytes(n, bits)); \
+    default: return kernel<Ops, 8>(a, b, packed_bytes(n, bits)); \
+  }
+FEDSIM_TARGET_AVX512_VNNI std::uint64_t dot_vnni_avx512(const std::uint8_t* a, const std::uint8_t* b, std::size_t n,
+                                                        int bits) {
+  FEDSIM_DOT_DPBUSD_BY_BITS(dot_dpbusd_avx512, DpbusdVnni512_avx512)
+}
+FEDSIM_TARGET_AVX_VNNI std::uint64_t dot_vnni_avx2(const std::uint8_t* a, const std::uint8_t* b, std::size_t n,
+                                                   int bits) {
+  FEDSIM_DOT_DPBUSD_BY_BITS(dot_dpbusd_avxvnni_avx2, DpbusdAvxVnni_avx2)
+}
+FEDSIM_TARGET_AVX2 std::uint64_t dot_vnni_emulated256_avx2(const std::uint8_t* a, const std::uint8_t* b,
+                                                           std::size_t n, int bits) {
+  FEDSIM_DOT_DPBUSD_BY_BITS(dot_dpbusd_avx2, DpbusdEmulated256_avx2)
+}
+FEDSIM_TARGET_AVX2 std::uint64_t dot_vnni_emulated512_avx2(const std::uint8_t* a, const std::uint8_t* b,
+                                                           std::size_t n, int bits) {
+  FEDSIM_DOT_DPBUSD_BY_BITS(dot_dpbusd_avx2, DpbusdEmulated512_avx2)
+}
+#undef FEDSIM_DOT_DPBUSD_BY_BITS
+
+// AVX-512 VNNI with AVX-512 BW (the kernel's shifts and psadbw); AVX-VNNI.
+// __builtin_cpu_supports checks that the OS saves the registers too.
+bool cpu_has_avx512_vnni() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
+  }();
+  return has;
+}
+bool cpu_has_avx_vnni() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2")) return false;
+#if defined(__clang__)
+    // clang 14 does not know "avxvnni" here: CPUID.(EAX=7, ECX=1):EAX bit 4
+    // (AVX2 above says the OS saves the ymm registers).
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) != 0 && ((eax >> 4) & 1u) != 0;
+#else
+    return __builtin_cpu_supports("avxvnni") != 0;
+#endif
+  }();
+  return has;
+}
+#endif
+
+// The dot product kernel for `isa` (simd::pick): on the AVX-512 path the
+// AVX-512 VNNI kernel where the CPU has it, on the AVX2 path the AVX-VNNI
+// one; all give the same integers.
+DotKernel dot_kernel(simd::Isa isa) {
+#if FEDSIM_SIMD_X86
+  return simd::pick<DotKernel>(isa, cpu_has_avx512_vnni() ? dot_vnni_avx512 : dot_avx512,
+                               cpu_has_avx_vnni() ? dot_vnni_avx2 : dot_avx2, dot_baseline);
+#else
+  return simd::pick<DotKernel>(isa, dot_avx512, dot_avx2, dot_baseline);
+#endif
+}
 FEDSIM_TARGET_AVX512 std::uint64_t sum_avx512(const std::uint8_t* a, std::size_t n, int bits) {
   return sum_wide(a, n, bits);
 }
@@ -607,7 +894,48 @@ void unpack(const std::uint8_t* packed, std::size_t n, int bits, std::uint8_t* c
 
 std::uint64_t dot_codes(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits, simd::Isa isa) {
   assert(supported_bits(bits));
-  return simd::pick<DotKernel>(isa, dot_avx512, dot_avx2, dot_baseline)(a, b, n, bits);
+  return dot_kernel(isa)(a, b, n, bits);
+}
+
+const char* dot_kernel_name(simd::Isa isa) {
+  const DotKernel kernel = dot_kernel(isa);
+#if FEDSIM_SIMD_X86
+  if (kernel == dot_vnni_avx512) return "avx512-vnni";
+  if (kernel == dot_vnni_avx2) return "avx-vnni";
+#endif
+  if (kernel == dot_avx512) return "avx512";
+  if (kernel == dot_avx2) return "avx2";
+  return "baseline";
+}
+
+bool dpbusd_supported(DpbusdKernel kernel) {
+#if FEDSIM_SIMD_X86
+  switch (kernel) {
+    case DpbusdKernel::kEmulated256:
+    case DpbusdKernel::kEmulated512: return simd::cpu_isa() >= simd::Isa::kAvx2;
+    case DpbusdKernel::kAvxVnni: return cpu_has_avx_vnni();
+    case DpbusdKernel::kAvx512Vnni: return cpu_has_avx512_vnni();
+  }
+#endif
+  (void)kernel;
+  return false;
+}
+
+std::uint64_t dot_codes_dpbusd(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits,
+                               DpbusdKernel kernel) {
+  assert(supported_bits(bits));
+  assert(dpbusd_supported(kernel));
+#if FEDSIM_SIMD_X86
+  if (dpbusd_supported(kernel)) {
+    switch (kernel) {
+      case DpbusdKernel::kEmulated256: return dot_vnni_emulated256_avx2(a, b, n, bits);
+      case DpbusdKernel::kEmulated512: return dot_vnni_emulated512_avx2(a, b, n, bits);
+      case DpbusdKernel::kAvxVnni: return dot_vnni_avx2(a, b, n, bits);
+      case DpbusdKernel::kAvx512Vnni: return dot_vnni_avx512(a, b, n, bits);
+    }
+  }
+#endif
+  return dot_baseline(a, b, n, bits);
 }
 std::uint64_t sum_codes(const std::uint8_t* a, std::size_t n, int bits, simd::Isa isa) {
   assert(supported_bits(bits));
@@ -634,7 +962,7 @@ void axpy_codes_batch(const float* alpha, const float* beta, const std::uint8_t*
 }
 
 std::uint64_t dot_codes(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits) {
-  static const DotKernel kernel = simd::pick<DotKernel>(simd::best_isa(), dot_avx512, dot_avx2, dot_baseline);
+  static const DotKernel kernel = dot_kernel(simd::best_isa());
   assert(supported_bits(bits));
   return kernel(a, b, n, bits);
 }

@@ -24,7 +24,8 @@
 // is the definition (tests/clients/packed_kernels_test.cc bounds both).
 //
 // SIMD: every kernel has baseline (x86-64-v2), AVX2 and AVX-512 variants
-// (core/base/simd.h), chosen at run time; the integer kernels are exact on
+// (core/base/simd.h), chosen at run time, the dot product on VNNI's vpdpbusd
+// where the CPU has it (AVX-VNNI, AVX-512 VNNI); the integer kernels are exact on
 // every path, axpy_codes and axpy_codes_batch perform the same float
 // operations in the same order on every path (no contraction into fused
 // multiply-adds), so all results are bit-identical whichever path runs.
@@ -70,6 +71,31 @@ void axpy_codes_batch(const float* alpha, const float* beta, const std::uint8_t*
 // falls back to the widest one it has (simd::pick).
 std::uint64_t dot_codes(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits, simd::Isa isa);
 std::uint64_t sum_codes(const std::uint8_t* a, std::size_t n, int bits, simd::Isa isa);
+
+// Which integer dot product kernel dot_codes(.., isa) runs on this CPU:
+// "avx512-vnni" or "avx512", "avx-vnni" or "avx2", or "baseline" (fedsim
+// bench kernels, calibrate).
+const char* dot_kernel_name(simd::Isa isa);
+
+// The dpbusd dot product kernels (VNNI: per 32-bit lane, acc += the sum of
+// 4 products unsigned byte x signed byte), one algorithm instantiated with
+// the real instructions and with an exact AVX2 emulation of them, so that the
+// algorithm the VNNI paths run is tested on any AVX2 CPU. dot_codes uses the
+// real ones where the CPU has them (kAvx512Vnni on the AVX-512 path,
+// kAvxVnni on the AVX2 path).
+enum class DpbusdKernel {
+  kEmulated256,  // vpdpbusd ymm emulated in AVX2: the AVX-VNNI kernel's blocks
+  kEmulated512,  // vpdpbusd zmm emulated in AVX2 (two halves): the AVX-512 VNNI kernel's blocks
+  kAvxVnni,      // vpdpbusd ymm, VEX (AVX-VNNI)
+  kAvx512Vnni,   // vpdpbusd zmm (AVX-512 VNNI and BW)
+};
+// Whether this CPU runs `kernel` (the emulations: any AVX2 CPU).
+bool dpbusd_supported(DpbusdKernel kernel);
+// D on `kernel` (tests); exact. Requires dpbusd_supported(kernel): without it
+// (asserted) the baseline kernel runs.
+std::uint64_t dot_codes_dpbusd(const std::uint8_t* a, const std::uint8_t* b, std::size_t n, int bits,
+                               DpbusdKernel kernel);
+
 void axpy_codes(float alpha, float beta, const std::uint8_t* codes, std::size_t n, int bits, float* y,
                 simd::Isa isa);
 void axpy_codes_batch(const float* alpha, const float* beta, const std::uint8_t* const* codes, std::size_t count,

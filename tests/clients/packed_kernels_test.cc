@@ -5,7 +5,9 @@
 // both are exact), stochastic_codes against stochastic_round, the packed
 // double-sampled least-squares gradient against the float one, and the
 // compute billing of double sampling's second sample in a two-client run.
-// The AVX-512 path is skipped, saying so, on a CPU without AVX-512;
+// The dpbusd (VNNI) dot kernel's algorithm is tested through an exact AVX2
+// emulation of vpdpbusd on any AVX2 CPU, the real instructions where the CPU
+// has them. The AVX-512 path is skipped, saying so, on a CPU without AVX-512;
 // tools/check_isa.sh also runs this test with FEDSIM_SIMD=avx2 / baseline.
 #include "clients/packed_kernels.h"
 
@@ -15,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -121,6 +124,105 @@ TEST(PackedKernels, Avx512PathIsExact) {
   if (simd::cpu_isa() < simd::Isa::kAvx512)
     GTEST_SKIP() << "this CPU has no AVX-512: the AVX-512 path is not tested here (run on an AVX-512 machine)";
   check_path(simd::Isa::kAvx512);
+}
+
+// The dpbusd dot kernel (clients/packed_kernels.cc) on `kernel` against the
+// scalar reference: sizes around the 32- and 64-byte blocks and the 16-code
+// chunks (0 included), random codes, all-maximal codes, and b at 2^(bits-1)
+// (8-bit: 128, the first code dpbusd's signed operand cannot take); then
+// all-maximal vectors of more than two flush periods (4096 blocks of 64
+// bytes) plus a partial block, where 32-bit lanes left unflushed would overflow.
+void check_dpbusd(packed::DpbusdKernel kernel, const char* name) {
+  constexpr std::size_t kDpbusdSizes[] = {0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 255, 1000, 4097 * 16};
+  Rng rng(77);
+  for (int bits : kBits) {
+    const std::uint8_t max = static_cast<std::uint8_t>((1u << bits) - 1u);
+    const std::uint8_t half = static_cast<std::uint8_t>(1u << (bits - 1));
+    for (std::size_t n : kDpbusdSizes) {
+      for (int pattern = 0; pattern < 3; ++pattern) {
+        SCOPED_TRACE(std::string(name) + " bits=" + std::to_string(bits) + " n=" + std::to_string(n) +
+                     " pattern=" + std::to_string(pattern));
+        std::vector<std::uint8_t> ka = random_codes(rng, n, bits), kb = random_codes(rng, n, bits);
+        if (pattern > 0) {
+          ka.assign(n, max);
+          kb.assign(n, pattern == 1 ? max : half);
+        }
+        std::vector<std::uint8_t> pa, pb;
+        packed::pack(ka, bits, pa);
+        packed::pack(kb, bits, pb);
+        std::uint64_t dot = 0;
+        for (std::size_t i = 0; i < n; ++i) dot += static_cast<std::uint64_t>(ka[i]) * kb[i];
+        EXPECT_EQ(packed::dot_codes_dpbusd(pa.data(), pb.data(), n, bits, kernel), dot);
+      }
+    }
+    // Several flush periods of 64-byte blocks and a partial block: 8-bit, 17
+    // periods, where each of the 4 accumulators would pass 2^31 unflushed
+    // (17 * 4096 / 4 blocks of +-4 * 255 * 127 or 128), with b maximal and b
+    // zero (the bias makes it -128: negative lanes); 2- and 4-bit, 2 periods.
+    const std::size_t bytes = (bits == 8 ? 17 : 2) * 4096 * 64 + 37;
+    const std::size_t n = bytes * 8 / static_cast<std::size_t>(bits);
+    SCOPED_TRACE(std::string(name) + " bits=" + std::to_string(bits) + " long n=" + std::to_string(n));
+    std::vector<std::uint8_t> pmax, pzero;
+    packed::pack(std::vector<std::uint8_t>(n, max), bits, pmax);
+    packed::pack(std::vector<std::uint8_t>(n, 0), bits, pzero);
+    EXPECT_EQ(packed::dot_codes_dpbusd(pmax.data(), pmax.data(), n, bits, kernel),
+              static_cast<std::uint64_t>(n) * max * max);
+    EXPECT_EQ(packed::dot_codes_dpbusd(pmax.data(), pzero.data(), n, bits, kernel), 0u);
+    const std::vector<std::uint8_t> ka = random_codes(rng, n, bits), kb = random_codes(rng, n, bits);
+    std::vector<std::uint8_t> pa, pb;
+    packed::pack(ka, bits, pa);
+    packed::pack(kb, bits, pb);
+    std::uint64_t dot = 0;
+    for (std::size_t i = 0; i < n; ++i) dot += static_cast<std::uint64_t>(ka[i]) * kb[i];
+    EXPECT_EQ(packed::dot_codes_dpbusd(pa.data(), pb.data(), n, bits, kernel), dot);
+  }
+}
+
+// The emulations run the VNNI kernels' algorithm (bit planes, the 8-bit bias,
+// lanes, flushes, the padded last block) on any AVX2 CPU, at both widths.
+TEST(PackedKernels, DpbusdEmulated256PathIsExact) {
+  if (!packed::dpbusd_supported(packed::DpbusdKernel::kEmulated256))
+    GTEST_SKIP() << "this CPU has no AVX2: the emulated dpbusd kernel is not tested here";
+  check_dpbusd(packed::DpbusdKernel::kEmulated256, "emulated256");
+}
+
+TEST(PackedKernels, DpbusdEmulated512PathIsExact) {
+  if (!packed::dpbusd_supported(packed::DpbusdKernel::kEmulated512))
+    GTEST_SKIP() << "this CPU has no AVX2: the emulated dpbusd kernel is not tested here";
+  check_dpbusd(packed::DpbusdKernel::kEmulated512, "emulated512");
+}
+
+// The real instructions: only on CPUs that have them.
+TEST(PackedKernels, AvxVnniPathIsExact) {
+  if (!packed::dpbusd_supported(packed::DpbusdKernel::kAvxVnni))
+    GTEST_SKIP() << "this CPU has no AVX-VNNI: the AVX-VNNI dot kernel (vpdpbusd ymm) is not tested here "
+                    "(its algorithm is, emulated, in DpbusdEmulated256PathIsExact)";
+  check_dpbusd(packed::DpbusdKernel::kAvxVnni, "avx-vnni");
+}
+
+TEST(PackedKernels, Avx512VnniPathIsExact) {
+  if (!packed::dpbusd_supported(packed::DpbusdKernel::kAvx512Vnni))
+    GTEST_SKIP() << "this CPU has no AVX-512 VNNI and BW: the AVX-512 VNNI dot kernel (vpdpbusd zmm) is not "
+                    "tested here (its algorithm is, emulated, in DpbusdEmulated512PathIsExact)";
+  check_dpbusd(packed::DpbusdKernel::kAvx512Vnni, "avx512-vnni");
+}
+
+// dot_codes takes the VNNI kernel where the CPU has it, and says which ran.
+TEST(PackedKernels, DispatchedDotKernelIsNamed) {
+  EXPECT_STREQ(packed::dot_kernel_name(simd::Isa::kBaseline), "baseline");
+  const std::string avx2 = packed::dot_kernel_name(simd::Isa::kAvx2);
+  const std::string avx512 = packed::dot_kernel_name(simd::Isa::kAvx512);
+  if (simd::cpu_isa() >= simd::Isa::kAvx2) {
+    EXPECT_EQ(avx2, packed::dpbusd_supported(packed::DpbusdKernel::kAvxVnni) ? "avx-vnni" : "avx2");
+  }
+  if (simd::cpu_isa() >= simd::Isa::kAvx512) {
+    EXPECT_EQ(avx512, packed::dpbusd_supported(packed::DpbusdKernel::kAvx512Vnni) ? "avx512-vnni" : "avx512");
+  } else {
+    EXPECT_EQ(avx512, avx2);  // simd::pick falls back to the widest path this CPU has
+  }
+  std::printf("dot kernels here: avx512 -> %s, avx2 -> %s, dispatched (FEDSIM_SIMD=%s) -> %s\n", avx512.c_str(),
+              avx2.c_str(), std::getenv("FEDSIM_SIMD") ? std::getenv("FEDSIM_SIMD") : "",
+              packed::dot_kernel_name(simd::best_isa()));
 }
 
 TEST(PackedKernels, DispatchedPathMatchesBaseline) {
