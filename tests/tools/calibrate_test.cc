@@ -1,7 +1,8 @@
 // fedsim calibrate: its profile loads under `profiles:`; with joules unknown
 // (no RAPL) a scenario using it is refused with an InputError naming the key;
 // with the joules filled in, a scenario runs on it and is billed at the
-// measured rates. And fedsim bench kernels prints a row per precision and path.
+// measured rates. And fedsim bench kernels prints a row per precision and path,
+// and one per precision for softmax regression and the MLP.
 #include "tools/calibrate.h"
 
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include "clients/device_profile.h"
 #include "core/base/config.h"
 #include "core/base/errors.h"
+#include "core/models/model.h"
 #include "server/scenario.h"
 #include "server/simulation.h"
 #include "tools/bench_kernels.h"
@@ -118,6 +120,50 @@ TEST(BenchKernels, PrintsEveryPrecisionOnEveryPathWithFewerBytesBelowFp32) {
   std::ostringstream out;
   ASSERT_EQ(run_kernel_bench(out, settings), 0);
   EXPECT_NE(out.str().find("baseline  int2"), std::string::npos) << out.str();
+  // The model rows: every precision of both models, with positive figures
+  // (MB / epoch, its ratio, samples/s, its ratio, GMAC/s).
+  for (const std::string model : {"softmax 784-10", "mlp 784-200-10"}) {
+    std::size_t rows = 0;
+    std::istringstream lines(out.str());
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind(model + " ", 0) != 0) continue;
+      std::istringstream fields(line.substr(model.size()));
+      std::string precision, mb_ratio, rate_ratio;
+      double mb = 0.0, rate = 0.0, gmacs = 0.0;
+      ASSERT_TRUE(fields >> precision >> mb >> mb_ratio >> rate >> rate_ratio >> gmacs) << line;
+      if (rows < kNumPrecisions) {
+        EXPECT_EQ(precision, precision_name(kAllPrecisions[rows])) << line;
+      }
+      EXPECT_GT(mb, 0.0) << line;
+      EXPECT_GT(std::stod(mb_ratio), 0.0) << line;
+      EXPECT_GT(rate, 0.0) << line;
+      EXPECT_GT(std::stod(rate_ratio), 0.0) << line;
+      EXPECT_GT(gmacs, 0.0) << line;
+      ++rows;
+    }
+    EXPECT_EQ(rows, kNumPrecisions) << model << "\n" << out.str();
+  }
+}
+
+TEST(BenchKernels, ModelStepsReadFewerBytesAtFewerBits) {
+  const KernelBenchData data = make_kernel_bench_data(64);
+  const Dataset dataset = kernel_bench_dataset(data);
+  ASSERT_EQ(dataset.size(), 64u);
+  ASSERT_EQ(dataset.dim(), 784u);
+  for (const char* name : {"softmax_regression", "mlp"}) {
+    const Config config = Config::parse_string(std::string("name: ") + name + "\n");
+    const auto model = ModelRegistry::instance().create("test", name, config, ModelInput{784, 10});
+    double last = 0.0;
+    for (Precision p : kAllPrecisions) {
+      const EpochMeasurement m = measure_model_epochs(*model, dataset, p, 0.0);
+      if (p != Precision::kFp32) {
+        EXPECT_LT(m.bytes_per_epoch, last) << name << " " << precision_name(p);
+      }
+      EXPECT_GT(m.samples_per_s, 0.0) << name << " " << precision_name(p);
+      EXPECT_EQ(m.macs_per_sample, model->macs_per_sample());
+      last = m.bytes_per_epoch;
+    }
+  }
 }
 
 }  // namespace
