@@ -253,10 +253,10 @@ int run_kernel_bench(std::ostream& out, const KernelBenchSettings& settings) {
       << " samples x " << data.dim << " features (" << source
       << "); below fp32 ZipML double sampling on packed samples; best of " << kRepeats << " runs of "
       << settings.seconds / kRepeats << " s per row, interleaved; CPU: " << simd::isa_name(simd::cpu_isa()) << "\n";
-  print_header(out, "path", 10);
+  print_header(out, "path", 12);
   for (simd::Isa isa : {simd::Isa::kBaseline, simd::Isa::kAvx2, simd::Isa::kAvx512}) {
     if (isa > simd::cpu_isa()) continue;
-    print_rows(out, simd::isa_name(isa), 10, best_interleaved(settings.seconds, [&](Precision p, double s) {
+    print_rows(out, packed::dot_kernel_name(isa), 12, best_interleaved(settings.seconds, [&](Precision p, double s) {
                  return measure_epochs(data, p, isa, s);
                }));
   }

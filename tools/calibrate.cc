@@ -126,7 +126,7 @@ int run_calibrate(std::ostream& out, const CalibrateSettings& settings) {
   std::strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   std::ostringstream yaml;
   yaml << "# fedsim calibrate, " << when << ": " << host_cpu() << ", kernels on the " << simd::isa_name(isa)
-       << " path, one thread.\n"
+       << " path (integer dot products: " << packed::dot_kernel_name(isa) << "), one thread.\n"
        << "# macs_per_s: multiply-adds per second of least-squares SGD epochs on the packed kernels\n"
        << "# (" << data.n << " x " << data.dim << (data.fashion_mnist ? " Fashion-MNIST" : " uniform [0, 1]")
        << " samples; MACs counted as the device model bills them, double sampling included below fp32).\n";

@@ -119,7 +119,7 @@ TEST(BenchKernels, PrintsEveryPrecisionOnEveryPathWithFewerBytesBelowFp32) {
   settings.seconds = 0.001;
   std::ostringstream out;
   ASSERT_EQ(run_kernel_bench(out, settings), 0);
-  EXPECT_NE(out.str().find("baseline  int2"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("baseline    int2"), std::string::npos) << out.str();
   // The model rows: every precision of both models, with positive figures
   // (MB / epoch, its ratio, samples/s, its ratio, GMAC/s).
   for (const std::string model : {"softmax 784-10", "mlp 784-200-10"}) {
