@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <utility>
 
@@ -30,23 +31,80 @@ std::int32_t from_symbol(std::uint32_t s) {
 
 // r = x - prediction; returns max_i |r_i|. The maximum does not depend on the
 // order when r holds no NaN (in encode() it holds one only if x does, which
-// ||x||^2 reports), so eight running maxima, which the compiler keeps in one
-// vector.
-float residual_and_max_abs(std::span<const float> x, std::span<const float> prediction, std::span<float> r) {
-  std::array<float, 8> lane_max{};
+// ||x||^2 reports; a NaN is skipped by every lane, as by std::max(m, NaN)),
+// so eight running maxima in one vector.
+[[gnu::always_inline]] inline float residual_and_max_abs_impl(const float* x, const float* prediction, float* r,
+                                                              std::size_t n) {
+  using simd::f32x8;
+  using u32x8 = simd::u32x8;
+  f32x8 lane_max{};
   std::size_t i = 0;
-  for (; i + 8 <= r.size(); i += 8)
-    for (std::size_t k = 0; k < 8; ++k) {
-      r[i + k] = x[i + k] - prediction[i + k];
-      lane_max[k] = std::max(lane_max[k], std::fabs(r[i + k]));
-    }
-  for (; i < r.size(); ++i) {
-    r[i] = x[i] - prediction[i];
-    lane_max[0] = std::max(lane_max[0], std::fabs(r[i]));
+  for (; i + 8 <= n; i += 8) {
+    f32x8 xv, pv;
+    std::memcpy(&xv, x + i, sizeof xv);
+    std::memcpy(&pv, prediction + i, sizeof pv);
+    const f32x8 rv = xv - pv;
+    std::memcpy(r + i, &rv, sizeof rv);
+    const f32x8 abs = (f32x8)((u32x8)rv & 0x7FFFFFFFu);
+    lane_max = lane_max < abs ? abs : lane_max;  // std::max(lane_max, abs)
   }
   float max_abs = 0.0f;
-  for (const float m : lane_max) max_abs = std::max(max_abs, m);
+  for (std::size_t k = 0; k < 8; ++k) max_abs = std::max(max_abs, lane_max[k]);
+  for (; i < n; ++i) {
+    r[i] = x[i] - prediction[i];
+    max_abs = std::max(max_abs, std::fabs(r[i]));
+  }
   return max_abs;
+}
+FEDSIM_TARGET_AVX2 float residual_and_max_abs_avx2(const float* x, const float* prediction, float* r, std::size_t n) {
+  return residual_and_max_abs_impl(x, prediction, r, n);
+}
+float residual_and_max_abs_baseline(const float* x, const float* prediction, float* r, std::size_t n) {
+  return residual_and_max_abs_impl(x, prediction, r, n);
+}
+float residual_and_max_abs(std::span<const float> x, std::span<const float> prediction, std::span<float> r) {
+  static const auto kernel = simd::pick(simd::best_isa(), residual_and_max_abs_avx2, residual_and_max_abs_avx2,
+                                        residual_and_max_abs_baseline);
+  return kernel(x.data(), prediction.data(), r.data(), r.size());
+}
+
+// ||x - p||^2 of the five predictors (PredictiveCoder::residual_energies):
+// the predictions formed with predict()'s operations, each sum over the
+// coordinates in order. Four of the sums run as the lanes of one f64x4 (lane
+// k gets the same operations in the same order as its scalar loop would), so
+// that their dependency chains advance together.
+struct EnergySums {
+  std::array<double, 4> zero_last_mean_linear;
+  double lms;
+};
+[[gnu::always_inline]] inline EnergySums residual_energies_impl(const float* x, const float* p1, const float* p2,
+                                                                const float* mean, std::size_t n,
+                                                                bool linear_is_last, double w1, double w2) {
+  using simd::f64x4;
+  f64x4 sums{};
+  double lms = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double xi = x[i];
+    const float twice = 2.0f * p1[i];
+    const float linear_p = linear_is_last ? p1[i] : twice - p2[i];
+    const double a = w1 * p1[i];
+    const double b = w2 * p2[i];
+    const float lms_p = static_cast<float>(a + b);
+    const f64x4 r = xi - f64x4{0.0, p1[i], mean[i], linear_p};  // xi - 0.0 == xi
+    sums += r * r;
+    const double r_lms = xi - static_cast<double>(lms_p);
+    lms += r_lms * r_lms;
+  }
+  return {{sums[0], sums[1], sums[2], sums[3]}, lms};
+}
+FEDSIM_TARGET_AVX2 EnergySums residual_energies_avx2(const float* x, const float* p1, const float* p2,
+                                                     const float* mean, std::size_t n, bool linear_is_last, double w1,
+                                                     double w2) {
+  return residual_energies_impl(x, p1, p2, mean, n, linear_is_last, w1, w2);
+}
+EnergySums residual_energies_baseline(const float* x, const float* p1, const float* p2, const float* mean,
+                                      std::size_t n, bool linear_is_last, double w1, double w2) {
+  return residual_energies_impl(x, p1, p2, mean, n, linear_is_last, w1, w2);
 }
 
 // What step 2 of encode() needs from one candidate quantizer.
@@ -139,6 +197,50 @@ void add_block_for(std::index_sequence<N...>, const TermsBlock* blocks, std::siz
   kTable[terms.size() - 1](blocks, count, terms);
 }
 
+// add_block() for one quantizer alone with L = 1 or 3 (kVectors = 1 or 2), as
+// in encode()'s first exact pass: its 2L + 2 counts in kVectors f64x4
+// registers, lane s = count s. Nearly every coordinate hits the count of
+// level 0, so in memory each add would wait for the previous one's store.
+// A coordinate adds keep to lane `low`, p to lane `high` (low != high) and
+// +0.0 to the other lanes; counts are sums of terms >= +0 from +0, never -0,
+// and c + (+0.0) == c for such c, so every lane receives the values the count
+// in memory would, in the same order: the same sums.
+template <std::size_t kVectors>
+[[gnu::always_inline]] inline void add_block_in_registers_impl(const TermsBlock& block, std::size_t count,
+                                                               QuantizerTerms& terms) {
+  using simd::f64x4;
+  using i64x4 = std::int64_t __attribute__((vector_size(32)));
+  std::array<f64x4, kVectors> counts;
+  std::array<i64x4, kVectors> lanes;
+  for (std::size_t v = 0; v < kVectors; ++v) {
+    std::memcpy(&counts[v], terms.counts + 4 * v, sizeof counts[v]);
+    const auto first = static_cast<std::int64_t>(4 * v);
+    lanes[v] = i64x4{first, first + 1, first + 2, first + 3};
+  }
+  double variance = terms.variance;
+  for (std::size_t i = 0; i < count; ++i) {
+    const double p = block.p[i];
+    const double keep = 1.0 - p;
+    const i64x4 keep_bits = (i64x4)(f64x4{} + keep);
+    const i64x4 p_bits = (i64x4)(f64x4{} + p);
+    const auto low = static_cast<std::int64_t>(block.low[i]);
+    const auto high = static_cast<std::int64_t>(block.high[i]);
+    for (std::size_t v = 0; v < kVectors; ++v)
+      counts[v] += (f64x4)((keep_bits & (lanes[v] == low)) | (p_bits & (lanes[v] == high)));
+    variance += p * keep;
+  }
+  for (std::size_t v = 0; v < kVectors; ++v) std::memcpy(terms.counts + 4 * v, &counts[v], sizeof counts[v]);
+  terms.variance = variance;
+}
+template <std::size_t kVectors>
+FEDSIM_TARGET_AVX2 void add_block_in_registers_avx2(const TermsBlock& block, std::size_t count, QuantizerTerms& terms) {
+  add_block_in_registers_impl<kVectors>(block, count, terms);
+}
+template <std::size_t kVectors>
+void add_block_in_registers_baseline(const TermsBlock& block, std::size_t count, QuantizerTerms& terms) {
+  add_block_in_registers_impl<kVectors>(block, count, terms);
+}
+
 // Step 3 on a block: q = floor(y) + (u < y - floor(y)) with y as above, its
 // symbol, and the reconstruction prediction + q * step, formed as
 // reconstruct() forms it. `count` is a multiple of 4.
@@ -219,6 +321,17 @@ void accumulate_terms(std::span<const float> residual, std::span<QuantizerTerms>
   static_assert(kBlock % 4 == 0);
   if (terms.empty()) return;
   std::vector<TermsBlock> blocks(terms.size());
+  // One quantizer with L = 1 or 3: its counts in registers (add_block_in_registers_impl()).
+  using InRegistersFn = void (*)(const TermsBlock&, std::size_t, QuantizerTerms&);
+  static const InRegistersFn kInRegisters1 =
+      simd::pick(simd::best_isa(), add_block_in_registers_avx2<1>, add_block_in_registers_avx2<1>,
+                 add_block_in_registers_baseline<1>);
+  static const InRegistersFn kInRegisters2 =
+      simd::pick(simd::best_isa(), add_block_in_registers_avx2<2>, add_block_in_registers_avx2<2>,
+                 add_block_in_registers_baseline<2>);
+  InRegistersFn single_in_registers = nullptr;
+  if (terms.size() == 1 && terms[0].levels == 1.0) single_in_registers = kInRegisters1;
+  if (terms.size() == 1 && terms[0].levels == 3.0) single_in_registers = kInRegisters2;
   alignas(32) float padded[kBlock] = {};
   for (std::size_t start = 0; start < residual.size(); start += kBlock) {
     const std::size_t count = std::min(kBlock, residual.size() - start);
@@ -232,8 +345,96 @@ void accumulate_terms(std::span<const float> residual, std::span<QuantizerTerms>
       TermsBlock& b = blocks[t];
       kernel(r, rounded, terms[t].step, terms[t].levels, b.low, b.high, b.p);
     }
-    add_block_for(std::make_index_sequence<kMaxTerms>(), blocks.data(), count, terms);
+    if (single_in_registers != nullptr) {
+      single_in_registers(blocks[0], count, terms[0]);
+    } else {
+      add_block_for(std::make_index_sequence<kMaxTerms>(), blocks.data(), count, terms);
+    }
   }
+}
+
+// A lower bound of a candidate quantizer's cost J(b) from a histogram of the
+// residual, so that step 2 of encode() runs the exact closed form (a pass of
+// accumulate_terms() per quantizer, the bulk of the encoder's work) only for
+// candidates the bound cannot rule out. A candidate is skipped only when its
+// bound exceeds an exactly computed cost by a relative margin, so the choice,
+// and with it every byte, is the one the exact costs of all candidates give.
+//
+// The histogram counts r_i / max|r| in kBoundBins equal bins over [-1, 1];
+// bin k is credited with the interval of bins k - 1 to k + 1, which covers
+// the rounding of the bin index and of y_i = r_i / step (both far below a
+// bin width in y: 2L / kBoundBins >= 1e-3). For every bin and y in that
+// interval (clamped to [-L, L] as y_i is):
+//   distortion: p (1 - p) with p = y - floor(y) is concave between
+//     integers, so at least its smaller end value (0 if the interval holds an
+//     integer); the sum over coordinates bounds the variance from below.
+//   rate: coordinate i adds max(0, 1 - |y_i - q|) to the expected count c_q
+//     of level q, at most max(0, 1 - dist(q, interval)): caps u_q >= c_q.
+//     AdaptiveModel::ideal_bits(c) is -log2 of a Dirichlet mixture of the
+//     i.i.d. likelihoods, so at least the maximum likelihood code length
+//     n H(c / n) bits (n = sum c); and among the count vectors with c <= u and
+//     sum n, entropy (Schur-concave) is smallest at the greedy one that fills
+//     the largest caps first, which majorises all the others.
+// The margin kBoundMargin (relative, on both sides of the comparison) covers
+// the rounding in the exact sums (at most n 2^-53 relative), in ideal_bits()
+// (its lgamma differences: a few ulps of n ln n per level, below 1e-4 of the
+// 35 header bits every rate includes while n < 2^32) and here; candidates
+// within it of the exact cost are computed exactly.
+constexpr std::size_t kBoundBins = 2048;
+constexpr double kBoundMargin = 1e-3;
+// Below this layer size the exact costs are cheaper than the bounds.
+constexpr std::size_t kBoundMinCoordinates = 8 * kBoundBins;
+
+void residual_histogram(std::span<const float> residual, float max_abs, std::span<std::uint64_t> hist) {
+  std::fill(hist.begin(), hist.end(), 0);
+  const double scale = 0.5 * static_cast<double>(kBoundBins) / max_abs;
+  const double last = static_cast<double>(kBoundBins - 1);
+  for (const float r : residual) {
+    const double u = (static_cast<double>(r) + max_abs) * scale;
+    ++hist[static_cast<std::size_t>(std::clamp(u, 0.0, last))];
+  }
+}
+
+// Lower bound of distortion / norm + lambda * rate / n (encode(), step 2) for
+// the quantizer with `levels` L and `step`; `caps` is scratch.
+double cost_lower_bound(std::span<const std::uint64_t> hist, float max_abs, double step, std::int32_t L, double norm,
+                        double lambda, double header_bits, std::size_t n, std::vector<double>& caps) {
+  caps.assign(2 * static_cast<std::size_t>(L) + 1, 0.0);
+  const double top = L;
+  const double width = 2.0 * static_cast<double>(max_abs) / static_cast<double>(kBoundBins);
+  double variance = 0.0;
+  for (std::size_t k = 0; k < kBoundBins; ++k) {
+    if (hist[k] == 0) continue;
+    const double count = static_cast<double>(hist[k]);
+    const double kd = static_cast<double>(k);
+    const double ya = std::clamp((-static_cast<double>(max_abs) + (kd - 1.0) * width) / step, -top, top);
+    const double yb = std::clamp((-static_cast<double>(max_abs) + (kd + 2.0) * width) / step, -top, top);
+    const double cell = std::floor(ya);
+    if (yb < cell + 1.0) {
+      const double pa = ya - cell;
+      const double pb = yb - cell;
+      variance += count * std::min(pa * (1.0 - pa), pb * (1.0 - pb));
+    }
+    const auto q_end = static_cast<std::int32_t>(std::ceil(yb));
+    for (auto q = static_cast<std::int32_t>(cell); q <= q_end; ++q) {
+      const double qd = q;
+      const double distance = qd < ya ? ya - qd : (qd > yb ? qd - yb : 0.0);
+      if (distance < 1.0) caps[static_cast<std::size_t>(q + L)] += count * (1.0 - distance);
+    }
+  }
+  std::sort(caps.begin(), caps.end(), std::greater<>());
+  const double total = static_cast<double>(n);
+  double left = total;
+  double nats = 0.0;
+  for (const double cap : caps) {
+    if (!(left > 0.0)) break;
+    const double c = std::min(cap, left);
+    if (c > 0.0) nats += c * std::log(total / c);
+    left -= c;
+  }
+  if (left > 1e-6 * total) nats = 0.0;  // caps below the total: only by rounding; no rate bound
+  const double rate = header_bits + nats / std::log(2.0);
+  return variance * (step * step) / norm + lambda * rate / total;
 }
 
 // The one place where a reconstruction is formed, so that both ends compute
@@ -360,37 +561,18 @@ void PredictiveCoder::predict(Predictor p, std::size_t layer, std::span<float> o
 
 std::array<double, kAllPredictors.size()> PredictiveCoder::residual_energies(std::size_t layer,
                                                                              std::span<const float> x) const {
+  static const auto kernel =
+      simd::pick(simd::best_isa(), residual_energies_avx2, residual_energies_avx2, residual_energies_baseline);
   const std::size_t off = layers_[layer].offset;
-  const float* p1 = prev1_.data() + off;
-  const float* p2 = prev2_.data() + off;
-  const float* mean = mean_.data() + off;
-  const bool linear_is_last = rounds_ < 2;
   const auto [w1, w2] = lms_weights_[layer];
-  // The predictions are formed with predict()'s operations.
-  double zero = 0.0, last = 0.0, avg = 0.0, linear = 0.0, lms = 0.0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const double xi = x[i];
-    const float twice = 2.0f * p1[i];
-    const float linear_p = linear_is_last ? p1[i] : twice - p2[i];
-    const double a = w1 * p1[i];
-    const double b = w2 * p2[i];
-    const float lms_p = static_cast<float>(a + b);
-    const double r_last = xi - static_cast<double>(p1[i]);
-    const double r_mean = xi - static_cast<double>(mean[i]);
-    const double r_linear = xi - static_cast<double>(linear_p);
-    const double r_lms = xi - static_cast<double>(lms_p);
-    zero += xi * xi;
-    last += r_last * r_last;
-    avg += r_mean * r_mean;
-    linear += r_linear * r_linear;
-    lms += r_lms * r_lms;
-  }
+  const EnergySums sums = kernel(x.data(), prev1_.data() + off, prev2_.data() + off, mean_.data() + off, x.size(),
+                                 rounds_ < 2, w1, w2);
   std::array<double, kAllPredictors.size()> e{};
-  e[static_cast<std::size_t>(Predictor::kZero)] = zero;
-  e[static_cast<std::size_t>(Predictor::kLast)] = last;
-  e[static_cast<std::size_t>(Predictor::kMean)] = avg;
-  e[static_cast<std::size_t>(Predictor::kLinear)] = linear;
-  e[static_cast<std::size_t>(Predictor::kLms)] = lms;
+  e[static_cast<std::size_t>(Predictor::kZero)] = sums.zero_last_mean_linear[0];
+  e[static_cast<std::size_t>(Predictor::kLast)] = sums.zero_last_mean_linear[1];
+  e[static_cast<std::size_t>(Predictor::kMean)] = sums.zero_last_mean_linear[2];
+  e[static_cast<std::size_t>(Predictor::kLinear)] = sums.zero_last_mean_linear[3];
+  e[static_cast<std::size_t>(Predictor::kLms)] = sums.lms;
   return e;
 }
 
@@ -492,7 +674,48 @@ void PredictiveCoder::encode(std::span<const float> v, Rng& rng, Bytes& out, std
       count_slots += 2 * static_cast<std::size_t>(L) + 2;
     }
     const std::span<QuantizerTerms> terms(terms_storage.data(), num_terms);
-    accumulate_terms(residual, terms);
+    auto cost_of = [&](std::size_t qid) {
+      const std::int32_t L = levels(options_.bits[qid]);
+      const QuantizerTerms& t = terms[term_of[qid]];
+      const double s = t.step;
+      const double distortion = t.variance * (s * s);
+      const double rate =
+          header_bits + AdaptiveModel::ideal_bits(std::span<const double>(t.counts, 2 * static_cast<std::size_t>(L) + 1));
+      return distortion / norm + options_.lambda * rate / static_cast<double>(n);
+    };
+    // The exact terms of every candidate, or (large layers) of the one with
+    // the lowest bound and then of those whose bound does not exceed its cost.
+    std::array<bool, kMaxBits - kMinBits + 1> skipped{};  // by options_.bits index
+    if (n >= kBoundMinCoordinates && num_terms > 1) {
+      bound_hist_.resize(kBoundBins);
+      residual_histogram(residual, max_abs, bound_hist_);
+      std::array<double, kMaxBits - kMinBits + 1> bound{};
+      std::size_t first = options_.bits.size();
+      for (std::size_t qid = 0; qid < options_.bits.size(); ++qid) {
+        if (!(max_abs / static_cast<float>(levels(options_.bits[qid])) > 0.0f)) continue;
+        bound[qid] = cost_lower_bound(bound_hist_, max_abs, terms[term_of[qid]].step, levels(options_.bits[qid]), norm,
+                                      options_.lambda, header_bits, n, bound_caps_);
+        if (first == options_.bits.size() || bound[qid] < bound[first]) first = qid;
+      }
+      accumulate_terms(residual, terms.subspan(term_of[first], 1));
+      const double first_cost = cost_of(first);
+      std::array<QuantizerTerms, kMaxBits - kMinBits + 1> rest;
+      std::array<std::size_t, kMaxBits - kMinBits + 1> rest_of{};
+      std::size_t num_rest = 0;
+      for (std::size_t qid = 0; qid < options_.bits.size(); ++qid) {
+        if (qid == first || !(max_abs / static_cast<float>(levels(options_.bits[qid])) > 0.0f)) continue;
+        if (bound[qid] * (1.0 - kBoundMargin) > first_cost * (1.0 + kBoundMargin)) {
+          skipped[qid] = true;
+        } else {
+          rest_of[num_rest] = qid;
+          rest[num_rest++] = terms[term_of[qid]];
+        }
+      }
+      accumulate_terms(residual, std::span<QuantizerTerms>(rest.data(), num_rest));
+      for (std::size_t i = 0; i < num_rest; ++i) terms[term_of[rest_of[i]]] = rest[i];
+    } else {
+      accumulate_terms(residual, terms);
+    }
 
     std::size_t best_q = 0;
     double best_cost = 0.0;
@@ -501,13 +724,8 @@ void PredictiveCoder::encode(std::span<const float> v, Rng& rng, Bytes& out, std
     for (std::size_t qid = 0; qid < options_.bits.size(); ++qid) {
       const std::int32_t L = levels(options_.bits[qid]);
       const float step = max_abs / static_cast<float>(L);
-      if (!(step > 0.0f)) continue;
-      const QuantizerTerms& t = terms[term_of[qid]];
-      const double s = step;
-      const double distortion = t.variance * (s * s);
-      const double rate =
-          header_bits + AdaptiveModel::ideal_bits(std::span<const double>(t.counts, 2 * static_cast<std::size_t>(L) + 1));
-      const double cost = distortion / norm + options_.lambda * rate / static_cast<double>(n);
+      if (!(step > 0.0f) || skipped[qid]) continue;
+      const double cost = cost_of(qid);
       if (!any_step || cost < best_cost) {
         best_q = qid;
         best_cost = cost;

@@ -18,7 +18,9 @@
 //      distortion and the rate R (the adaptive model's ideal code length from
 //      the expected symbol counts, AdaptiveModel::ideal_bits, plus the header)
 //      are computed in closed form from r, never from the rounding draws, so
-//      the choice does not depend on them;
+//      the choice does not depend on them (on large layers only for the
+//      candidates that a lower bound of J from a histogram of r cannot rule
+//      out against an exactly computed J: the same choice, less work);
 //   3. quantizes r with unbiased stochastic rounding, q_i in [-L, L];
 //   4. sends predictor id, quantizer id, step (float32) and the symbols
 //      q > 0 -> 2q - 1, q <= 0 -> -2q through one adaptive arithmetic coder
@@ -128,6 +130,8 @@ class PredictiveCoder final : public Compressor {
   std::vector<float> prediction_;
   std::vector<float> residual_;
   std::vector<double> counts_;
+  std::vector<std::uint64_t> bound_hist_;  // residual histogram and level caps of
+  std::vector<double> bound_caps_;         // the candidates' cost bounds
 };
 
 }  // namespace fedsim

@@ -385,6 +385,69 @@ TEST(PredictiveCoding, LargerLambdaSpendsFewerBitsForMoreDistortion) {
   EXPECT_GT(distortion.back(), 10.0 * distortion.front());
 }
 
+// Step 2's cost of quantizer b on residual r, directly from its definition in
+// predictive_coding.h (one quantizer at a time, no bounds): {distortion /
+// norm, lambda-free rate / n}.
+std::pair<double, double> exact_cost_terms(std::span<const float> r, int b, double norm) {
+  const std::int32_t L = (1 << (b - 1)) - 1;
+  float max_abs = 0.0f;
+  for (float v : r) max_abs = std::max(max_abs, std::fabs(v));
+  const float step = max_abs / static_cast<float>(L);
+  std::vector<double> counts(2 * L + 2, 0.0);
+  auto symbol = [](std::int32_t q) { return static_cast<std::size_t>(q > 0 ? 2 * q - 1 : -2 * q); };
+  double variance = 0.0;
+  for (float v : r) {
+    const double y = std::clamp(static_cast<double>(v) / step, -double(L), double(L));
+    const double lo = std::floor(y);
+    const double p = y - lo;
+    counts[symbol(static_cast<std::int32_t>(lo))] += 1.0 - p;
+    if (p > 0) counts[symbol(static_cast<std::int32_t>(lo) + 1)] += p;
+    variance += p * (1.0 - p);
+  }
+  const double n = static_cast<double>(r.size());
+  const double header_bits = 0 + 3 + 32;  // one predictor, five quantizers, the step
+  const double rate = header_bits + AdaptiveModel::ideal_bits(std::span<const double>(counts.data(), 2 * L + 1));
+  const double s = step;
+  return {variance * (s * s) / norm, rate / n};
+}
+
+TEST(PredictiveCoding, CostBoundsNeverChangeTheChoice) {
+  // Large layers skip candidates by a lower bound of their cost: the choice
+  // must still be the exact argmin over all candidates, also where two costs
+  // nearly tie (lambda at 0.1% from a crossover) and for heavy tails.
+  const std::size_t dim = std::size_t{1} << 15;
+  const std::vector<int> bits{2, 3, 4, 6, 8};
+  Rng data(31);
+  for (int shape = 0; shape < 2; ++shape) {
+    std::vector<float> x = gaussian(dim, data);
+    if (shape == 1)
+      for (float& v : x) v = v * v * v;  // heavy-tailed
+    const double norm = energy(x);
+    std::vector<std::pair<double, double>> terms;
+    for (int b : bits) terms.push_back(exact_cost_terms(x, b, norm));
+    std::vector<double> lambdas{0.0, 0.01, 0.1, 1.0, 100.0};
+    for (std::size_t a = 0; a < bits.size(); ++a)
+      for (std::size_t c = a + 1; c < bits.size(); ++c) {
+        const double crossover = (terms[a].first - terms[c].first) / (terms[c].second - terms[a].second);
+        if (crossover > 0) lambdas.insert(lambdas.end(), {crossover * 0.999, crossover * 1.001});
+      }
+    for (double lambda : lambdas) {
+      std::size_t best = 0;
+      for (std::size_t q = 1; q < bits.size(); ++q)
+        if (terms[q].first + lambda * terms[q].second < terms[best].first + lambda * terms[best].second) best = q;
+      PredictiveCodingOptions o;
+      o.predictors = {Predictor::kZero};
+      o.bits = bits;
+      o.lambda = lambda;
+      Link link(o, dim, {});
+      Rng uplink(32);
+      std::vector<float> recon;
+      link.round(x, uplink, recon);
+      EXPECT_EQ(bits[best], link.encoder.last_choices()[0].bits) << "shape " << shape << ", lambda " << lambda;
+    }
+  }
+}
+
 TEST(PredictiveCoding, LambdaIsScaleFree) {
   // Scaling every update by a power of two scales every float exactly: the
   // same predictors and quantizers must be chosen and the payload sizes match.
