@@ -219,7 +219,12 @@ void LogQuantizer::write_blocks(bool all) {
       // LSB-first stream as one put per entry).
       const auto field = [&](std::size_t e) { return (pending[e] & kGapMask) | ((pending[e] >> 40) << width); };
       std::size_t e = start;
-      if (4 * length <= 56) {
+      if (width == 0) {  // consecutive positions: the fields are the entries
+        for (; e + 4 <= end; e += 4)
+          w.put((pending[e] >> 40) | ((pending[e + 1] >> 40) << length) | ((pending[e + 2] >> 40) << (2 * length)) |
+                    ((pending[e + 3] >> 40) << (3 * length)),
+                4 * length);
+      } else if (4 * length <= 56) {
         for (; e + 4 <= end; e += 4)
           w.put(field(e) | (field(e + 1) << length) | (field(e + 2) << (2 * length)) | (field(e + 3) << (3 * length)),
                 4 * length);
