@@ -195,7 +195,7 @@ template <bool kAvx2>
   }
   return unsure_count;
 }
-FEDSIM_TARGET_AVX2 [[gnu::flatten]] std::size_t vote_block_avx2(const float* h, const std::uint32_t* random,
+[[gnu::flatten]] FEDSIM_TARGET_AVX2 std::size_t vote_block_avx2(const float* h, const std::uint32_t* random,
                                                                 std::size_t m, float two_k, std::uint8_t* bits,
                                                                 float* rec, std::uint32_t* unsure_groups) {
   return vote_block_impl<true>(h, random, m, two_k, bits, rec, unsure_groups);

@@ -415,7 +415,7 @@ void LogQuantizer::decode(std::span<const std::uint8_t> payload, std::span<float
         zero |= static_cast<std::uint32_t>(q == 0);
         dst[r++] = std::bit_cast<float>(q | static_cast<std::uint32_t>((field & 1u) << 31));
       };
-      for (; r + 4 <= block;) {
+      while (r + 4 <= block) {  // decode_field advances r
         const std::uint64_t word = word_at(position);
         position += 4 * static_cast<std::uint64_t>(length);
         decode_field(word & field_mask);

@@ -133,6 +133,16 @@ TEST(PackedKernels, Avx512PathIsExact) {
 // all-maximal vectors of more than two flush periods (4096 blocks of 64
 // bytes) plus a partial block, where 32-bit lanes left unflushed would overflow.
 void check_dpbusd(packed::DpbusdKernel kernel, const char* name) {
+  // The kernel on two code vectors, packed, against their dot product in scalar code.
+  const auto expect_dot = [kernel](const std::vector<std::uint8_t>& ka, const std::vector<std::uint8_t>& kb,
+                                   int bits) {
+    std::vector<std::uint8_t> pa, pb;
+    packed::pack(ka, bits, pa);
+    packed::pack(kb, bits, pb);
+    std::uint64_t dot = 0;
+    for (std::size_t i = 0; i < ka.size(); ++i) dot += static_cast<std::uint64_t>(ka[i]) * kb[i];
+    EXPECT_EQ(packed::dot_codes_dpbusd(pa.data(), pb.data(), ka.size(), bits, kernel), dot);
+  };
   constexpr std::size_t kDpbusdSizes[] = {0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 255, 1000, 4097 * 16};
   Rng rng(77);
   for (int bits : kBits) {
@@ -147,12 +157,7 @@ void check_dpbusd(packed::DpbusdKernel kernel, const char* name) {
           ka.assign(n, max);
           kb.assign(n, pattern == 1 ? max : half);
         }
-        std::vector<std::uint8_t> pa, pb;
-        packed::pack(ka, bits, pa);
-        packed::pack(kb, bits, pb);
-        std::uint64_t dot = 0;
-        for (std::size_t i = 0; i < n; ++i) dot += static_cast<std::uint64_t>(ka[i]) * kb[i];
-        EXPECT_EQ(packed::dot_codes_dpbusd(pa.data(), pb.data(), n, bits, kernel), dot);
+        expect_dot(ka, kb, bits);
       }
     }
     // Several flush periods of 64-byte blocks and a partial block: 8-bit, 17
@@ -168,13 +173,7 @@ void check_dpbusd(packed::DpbusdKernel kernel, const char* name) {
     EXPECT_EQ(packed::dot_codes_dpbusd(pmax.data(), pmax.data(), n, bits, kernel),
               static_cast<std::uint64_t>(n) * max * max);
     EXPECT_EQ(packed::dot_codes_dpbusd(pmax.data(), pzero.data(), n, bits, kernel), 0u);
-    const std::vector<std::uint8_t> ka = random_codes(rng, n, bits), kb = random_codes(rng, n, bits);
-    std::vector<std::uint8_t> pa, pb;
-    packed::pack(ka, bits, pa);
-    packed::pack(kb, bits, pb);
-    std::uint64_t dot = 0;
-    for (std::size_t i = 0; i < n; ++i) dot += static_cast<std::uint64_t>(ka[i]) * kb[i];
-    EXPECT_EQ(packed::dot_codes_dpbusd(pa.data(), pb.data(), n, bits, kernel), dot);
+    expect_dot(random_codes(rng, n, bits), random_codes(rng, n, bits), bits);
   }
 }
 
