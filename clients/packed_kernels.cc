@@ -837,7 +837,7 @@ void pack_bytes(std::span<const std::uint8_t> codes, std::uint8_t* out) {
   std::size_t k = 0;
 #if FEDSIM_SIMD_X86
   if constexpr (B == 8) {
-    std::memcpy(out, codes.data(), codes.size());
+    if (!codes.empty()) std::memcpy(out, codes.data(), codes.size());  // (n = 0: both may be null)
     return;
   } else {
     for (; k * kPerByte + 16 <= codes.size(); k += 16 / kPerByte) {

@@ -140,7 +140,11 @@ template <class V, bool kExact>
     std::memcpy(&r, random + i, sizeof r);
     const f32 u = __builtin_convertvector((i32)(r >> 8), f32) * 0x1.0p-24f;
     const f32 low = (f32)lo;
-    const i32 up = FEDSIM_SIMD_MASK_LT((i32)(u * ((f32)hi - low)), (i32)(a - low));
+    // Both sides are >= 0 in the lanes that are kept and bracketed; the others
+    // (whose results are discarded) compare zeros, so that the integer
+    // subtraction in the mask cannot overflow.
+    const i32 bracketed = kExact ? kept : kept & ~unbracketed;
+    const i32 up = FEDSIM_SIMD_MASK_LT((i32)(u * ((f32)hi - low)) & bracketed, (i32)(a - low) & bracketed);
     // up is -1 or 0: the code is lower - 1 when rounding up.
     const i32 code = lower + up;
     const i32 q_bits = (hi & up) | (lo & ~up);
