@@ -34,8 +34,8 @@ struct QuantizeParams {
 
 // The neighbouring magnitudes of the lanes' indices l in [1, C + 1]: lo =
 // m_l and hi = m_(l-1) as bit patterns, from one load per lane of the pair
-// table (m_l | m_(l-1) << 32 at index l). On 8 lanes the indices go through
-// memory once (no extract per lane) and the pairs are split by shuffles.
+// table (m_l | m_(l-1) << 32 at index l): half the loads of two lookups; on
+// 8 lanes the pairs are split into lo and hi by two shuffles.
 template <class I>
 [[gnu::always_inline]] inline void gather_pairs(const std::uint64_t* pairs, const I& index, I& lo, I& hi) {
   constexpr int kLanes = sizeof(I) / sizeof(std::int32_t);
@@ -192,11 +192,6 @@ LogQuantizer::LogQuantizer(double base, int bits, Mode mode, double threshold)
 void LogQuantizer::fill_magnitudes(float max_abs) {
   for (std::size_t c = 0; c < ratios_.size(); ++c) magnitudes_[c] = max_abs * ratios_[c];
   magnitudes_.back() = 0.0f;
-  pairs_.resize(magnitudes_.size());
-  pairs_[0] = 0;  // never read
-  for (std::size_t l = 1; l < magnitudes_.size(); ++l)
-    pairs_[l] = std::bit_cast<std::uint32_t>(magnitudes_[l]) |
-                (static_cast<std::uint64_t>(std::bit_cast<std::uint32_t>(magnitudes_[l - 1])) << 32);
 }
 
 // Writes the pending entries' blocks of 64 (all of them when `all`, else the
@@ -260,6 +255,12 @@ void LogQuantizer::encode(std::span<const float> v, Rng& rng, Bytes& out, std::s
   const float threshold = mode_ == Mode::kRelative ? static_cast<float>(threshold_ * static_cast<double>(max_abs))
                                                    : static_cast<float>(threshold_);
   fill_magnitudes(max_abs);
+  // The neighbouring magnitudes of each index l in [1, C + 1] (gather_pairs).
+  pairs_.resize(magnitudes_.size());
+  pairs_[0] = 0;  // never read
+  for (std::size_t l = 1; l < magnitudes_.size(); ++l)
+    pairs_[l] = std::bit_cast<std::uint32_t>(magnitudes_[l]) |
+                (static_cast<std::uint64_t>(std::bit_cast<std::uint32_t>(magnitudes_[l - 1])) << 32);
   const auto last = static_cast<std::int32_t>(magnitudes_.size() - 1);  // C + 1
   const QuantizeParams params{threshold, max_abs > 0.0f ? static_cast<float>(std::log2(static_cast<double>(max_abs))) : 0.0f,
                               max_abs > 0.0f ? static_cast<float>(1.0 / std::log2(base_)) : 0.0f, last,

@@ -57,7 +57,7 @@ class LogQuantizer final : public Compressor {
   const std::vector<float>& ratios() const { return ratios_; }
 
  private:
-  void fill_magnitudes(float max_abs);  // magnitudes_ = M * ratios_, then a 0; pairs_
+  void fill_magnitudes(float max_abs);  // magnitudes_ = M * ratios_, then a 0
   void write_blocks(bool all);           // pending entries -> stream_, see encode()
 
   double base_;
